@@ -1,0 +1,25 @@
+//! Per-dump analysis with no I/O: aggregation in one streaming pass, the views people read
+//! (totals by generation, roll-ups, the generation drill-down), the compact object index, and the
+//! identity-aware diff.
+//!
+//! The input is the parser's records ([`DumpAggregator`] is a [`heapfleet_dump::Visitor`]); the
+//! output is plain data that the storage backends persist and the query side reads back.
+
+#![warn(missing_docs)]
+
+mod aggregate;
+mod diff;
+mod index;
+mod site;
+mod views;
+
+pub use aggregate::{
+    DumpAggregates, DumpAggregator, DuplicatedString, MAX_DUPLICATED_STRINGS, SiteGenerationStats, Totals,
+};
+pub use diff::{DiffError, DiffResult, DiffRow, IndexedDump, diff};
+pub use index::{CHUNK_TARGET_BYTES, IndexEncoder, IndexEntry, IndexError, decode_chunk};
+pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path};
+pub use views::{
+    GenerationDetail, GenerationFilter, GenerationTotals, GroupBy, NO_CLASS, NO_GEM, NO_GENERATION_LABEL, RankBy,
+    RollupRow, generation_detail, generation_totals, rollup,
+};
