@@ -1,0 +1,27 @@
+//! The catalog of heap dumps: which dumps exist, which tenant and process each belongs to, its
+//! metadata, and where it is in its life (uploaded, queued, ingesting, ready, failed). The ingest
+//! job queue will live here too.
+//!
+//! Callers hold an `Arc<dyn Catalog>` ([`Catalog`]) and speak only the domain types of this
+//! crate. [`SqliteCatalog`] is the embedded, durable implementation used in single-node mode and
+//! in tests; a PostgreSQL implementation for the distributed stack will run the same conformance
+//! suite (`testsuite` module, behind the `testsuite` feature).
+//!
+//! Invariant: this crate depends on no other backend crate (in particular not on
+//! `heapfleet-storage`); ids cross that boundary as plain strings ([`DumpId::as_str`]).
+
+#![warn(missing_docs)]
+
+mod catalog;
+mod error;
+mod model;
+mod sqlite;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+pub use catalog::Catalog;
+pub use error::{BoxError, CatalogError, Result};
+pub use model::{
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, NewDump, ProcessKey, ProcessSummary,
+};
+pub use sqlite::{CATALOG_FILE_NAME, SqliteCatalog};

@@ -1,0 +1,688 @@
+//! [`SqliteCatalog`]: the embedded, durable catalog of single-node mode, one SQLite file.
+//!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a call that returned
+//! `Ok` survives a crash or power loss. Schema: the numbered `.sql` files under
+//! `migrations/sqlite/` are applied in order at open, each bumping `PRAGMA user_version`, all in
+//! one transaction; a file written by a newer build is refused rather than guessed at.
+//!
+//! Concurrency: one connection behind a mutex, driven from `spawn_blocking` so SQLite's
+//! blocking I/O never stalls the async runtime. Calls are therefore serialised, which is what a
+//! single-node catalog needs; the distributed stack uses PostgreSQL instead.
+//!
+//! This module must not depend on any other backend.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, TransactionBehavior, params, params_from_iter,
+};
+
+use crate::catalog::Catalog;
+use crate::error::{CatalogError, Result};
+use crate::model::{
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, NewDump, ProcessKey, ProcessSummary,
+};
+
+/// The catalog's file name inside the directory given to [`SqliteCatalog::open`].
+pub const CATALOG_FILE_NAME: &str = "catalog.sqlite";
+
+/// How long a call waits for a lock held by another connection (another process on the same
+/// file) before it fails as `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One schema step: `sql` takes the database from `version - 1` to `version`.
+struct Migration {
+    version: i64,
+    sql: &'static str,
+}
+
+/// Every schema step, in order. Append only: a released step never changes.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/sqlite/0001_create_dumps.sql"),
+}];
+
+/// The embedded catalog: a SQLite file in WAL mode with `synchronous=FULL`.
+pub struct SqliteCatalog {
+    path: PathBuf,
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl fmt::Debug for SqliteCatalog {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("SqliteCatalog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog in `directory`, which is created too, and brings
+    /// its schema up to date.
+    pub async fn open(directory: impl AsRef<Path>) -> Result<SqliteCatalog> {
+        let directory = directory.as_ref().to_path_buf();
+        let path = directory.join(CATALOG_FILE_NAME);
+        let open_path = path.clone();
+        let connection =
+            tokio::task::spawn_blocking(move || open_connection(&directory, &open_path))
+                .await
+                .map_err(|join_error| CatalogError::Internal {
+                    message: "opening the catalog panicked".to_owned(),
+                    source: Some(join_error.into()),
+                })??;
+        Ok(SqliteCatalog {
+            path,
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// Returns the database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `operation` on the connection in the blocking pool.
+    async fn with_connection<T, F>(&self, operation: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held leaves nothing half-done in the database (the
+            // transaction rolls back on drop), so a poisoned lock is still safe to use.
+            let mut guard = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            operation(&mut guard)
+        })
+        .await
+        .map_err(|join_error| CatalogError::Internal {
+            message: "catalog operation panicked".to_owned(),
+            source: Some(join_error.into()),
+        })?
+    }
+}
+
+fn open_connection(directory: &Path, path: &Path) -> Result<Connection> {
+    std::fs::create_dir_all(directory).map_err(|io_error| CatalogError::Unavailable {
+        message: format!("failed to create catalog directory {}", directory.display()),
+        source: io_error.into(),
+    })?;
+    let mut connection = Connection::open(path).map_err(sqlite_error(format!(
+        "failed to open catalog {}",
+        path.display()
+    )))?;
+    configure(&connection).map_err(sqlite_error("failed to configure the catalog"))?;
+    migrate(&mut connection)?;
+    Ok(connection)
+}
+
+/// Sets the pragmas every connection needs before its first statement.
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers in other processes (a CLI inspecting the file) run beside the writer;
+    // synchronous=FULL syncs the WAL at every commit, so nothing is acknowledged before it is on
+    // disk.
+    let journal_mode: String =
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode is {journal_mode}, expected wal"
+        )));
+    }
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Applies the pending migrations in one immediate transaction, so two processes opening the
+/// same file at once cannot both apply a step.
+fn migrate(connection: &mut Connection) -> Result<()> {
+    let latest = MIGRATIONS.last().map_or(0, |migration| migration.version);
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error("failed to lock the catalog for migration"))?;
+    let current: i64 = transaction
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite_error("failed to read the catalog schema version"))?;
+    if current > latest {
+        return Err(CatalogError::Invalid(format!(
+            "catalog schema version {current} is newer than this build supports ({latest})"
+        )));
+    }
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|migration| migration.version > current)
+    {
+        transaction
+            .execute_batch(migration.sql)
+            .map_err(sqlite_error(format!(
+                "failed to apply catalog migration {}",
+                migration.version
+            )))?;
+        transaction
+            .pragma_update(None, "user_version", migration.version)
+            .map_err(sqlite_error("failed to record the catalog schema version"))?;
+    }
+    transaction
+        .commit()
+        .map_err(sqlite_error("failed to commit catalog migrations"))
+}
+
+/// Returns a mapper that files a SQLite error under the variant the caller can act on.
+fn sqlite_error(message: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> CatalogError {
+    move |error| {
+        let message = message.into();
+        let transient = matches!(
+            error.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::DiskFull
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::OutOfMemory
+            )
+        );
+        if transient {
+            CatalogError::Unavailable {
+                message,
+                source: error.into(),
+            }
+        } else {
+            CatalogError::Internal {
+                message,
+                source: Some(error.into()),
+            }
+        }
+    }
+}
+
+/// Converts an unsigned field for an INTEGER column.
+fn to_sql_integer(value: u64, field: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        CatalogError::Invalid(format!(
+            "{field} {value} is larger than the catalog can store"
+        ))
+    })
+}
+
+/// Converts an INTEGER column back to an unsigned field.
+fn from_sql_integer<T: TryFrom<i64>>(value: i64, field: &str) -> Result<T> {
+    T::try_from(value).map_err(|_| {
+        CatalogError::internal_message(format!("stored {field} {value} is out of range"))
+    })
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since_epoch| {
+            i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The columns [`StoredDump::from_row`] reads, in order.
+const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, labels, \
+     file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, failure_reason, attempts, \
+     objects, bad_lines, registered_at_unix";
+
+/// A `dumps` row as SQLite returns it, before it is checked into a [`DumpRecord`].
+struct StoredDump {
+    dump_id: String,
+    tenant: String,
+    host: String,
+    pid: i64,
+    instance: String,
+    taken_at_unix: i64,
+    jobs: Option<i64>,
+    role: Option<String>,
+    labels: String,
+    file_name: String,
+    size_bytes: i64,
+    content_sha256: String,
+    gc_count: Option<i64>,
+    rss_bytes: Option<i64>,
+    status: String,
+    failure_reason: Option<String>,
+    attempts: i64,
+    objects: i64,
+    bad_lines: i64,
+    registered_at_unix: i64,
+}
+
+impl StoredDump {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDump> {
+        Ok(StoredDump {
+            dump_id: row.get(0)?,
+            tenant: row.get(1)?,
+            host: row.get(2)?,
+            pid: row.get(3)?,
+            instance: row.get(4)?,
+            taken_at_unix: row.get(5)?,
+            jobs: row.get(6)?,
+            role: row.get(7)?,
+            labels: row.get(8)?,
+            file_name: row.get(9)?,
+            size_bytes: row.get(10)?,
+            content_sha256: row.get(11)?,
+            gc_count: row.get(12)?,
+            rss_bytes: row.get(13)?,
+            status: row.get(14)?,
+            failure_reason: row.get(15)?,
+            attempts: row.get(16)?,
+            objects: row.get(17)?,
+            bad_lines: row.get(18)?,
+            registered_at_unix: row.get(19)?,
+        })
+    }
+
+    /// Checks the row into a record; anything that does not parse is corrupt data.
+    fn into_record(self) -> Result<DumpRecord> {
+        let id: DumpId = self.dump_id.parse().map_err(|_| {
+            CatalogError::internal_message(format!(
+                "stored dump id {:?} is malformed",
+                self.dump_id
+            ))
+        })?;
+        let kind: DumpStatusKind = self.status.parse().map_err(|_| {
+            CatalogError::internal_message(format!(
+                "dump {id} has unknown stored status {:?}",
+                self.status
+            ))
+        })?;
+        let labels =
+            serde_json::from_str(&self.labels).map_err(|json_error| CatalogError::Internal {
+                message: format!("dump {id} has malformed stored labels"),
+                source: Some(json_error.into()),
+            })?;
+        let optional = |value: Option<i64>, field: &str| {
+            value
+                .map(|value| from_sql_integer(value, field))
+                .transpose()
+        };
+        Ok(DumpRecord {
+            process: ProcessKey {
+                tenant: self.tenant,
+                host: self.host,
+                pid: from_sql_integer(self.pid, "pid")?,
+                instance: self.instance,
+            },
+            taken_at_unix: self.taken_at_unix,
+            jobs: optional(self.jobs, "jobs")?,
+            role: self.role,
+            labels,
+            file_name: self.file_name,
+            size_bytes: from_sql_integer(self.size_bytes, "size")?,
+            content_sha256: self.content_sha256,
+            gc_count: optional(self.gc_count, "gc count")?,
+            rss_bytes: optional(self.rss_bytes, "rss")?,
+            status: DumpStatus::from_parts(kind, self.failure_reason),
+            attempts: from_sql_integer(self.attempts, "attempts")?,
+            objects: from_sql_integer(self.objects, "objects")?,
+            bad_lines: from_sql_integer(self.bad_lines, "bad lines")?,
+            registered_at_unix: self.registered_at_unix,
+            id,
+        })
+    }
+}
+
+fn select_dump(connection: &Connection, id: &DumpId) -> Result<Option<DumpRecord>> {
+    let stored = connection
+        .query_row(
+            &format!("SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = ?1"),
+            params![id.as_str()],
+            StoredDump::from_row,
+        )
+        .optional()
+        .map_err(sqlite_error(format!("failed to read dump {id}")))?;
+    stored.map(StoredDump::into_record).transpose()
+}
+
+/// Fails with `Invalid` for an empty tenant: reads never span tenants.
+fn check_tenant(tenant: &str) -> Result<()> {
+    if tenant.is_empty() {
+        return Err(CatalogError::Invalid("tenant must not be empty".to_owned()));
+    }
+    Ok(())
+}
+
+fn dump_not_found(id: &DumpId) -> CatalogError {
+    CatalogError::NotFound(format!("dump {id}"))
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+        new_dump.validate()?;
+        let id = new_dump.dump_id();
+        let jobs = new_dump
+            .jobs
+            .map(|jobs| to_sql_integer(jobs, "jobs"))
+            .transpose()?;
+        let size_bytes = to_sql_integer(new_dump.size_bytes, "size")?;
+        let gc_count = new_dump
+            .gc_count
+            .map(|gc_count| to_sql_integer(gc_count, "gc count"))
+            .transpose()?;
+        let rss_bytes = new_dump
+            .rss_bytes
+            .map(|rss_bytes| to_sql_integer(rss_bytes, "rss"))
+            .transpose()?;
+        let labels = serde_json::to_string(&new_dump.labels).map_err(|json_error| {
+            CatalogError::Internal {
+                message: format!("failed to encode the labels of dump {id}"),
+                source: Some(json_error.into()),
+            }
+        })?;
+        let registered_at_unix = unix_now();
+        self.with_connection(move |connection| {
+            // Immediate: the insert and the read-back see the same state even with another
+            // process writing the file.
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error(format!("failed to begin registering dump {id}")))?;
+            let inserted = transaction
+                .execute(
+                    "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, \
+                     labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
+                     registered_at_unix) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                     ON CONFLICT (dump_id) DO NOTHING",
+                    params![
+                        id.as_str(),
+                        new_dump.process.tenant,
+                        new_dump.process.host,
+                        new_dump.process.pid,
+                        new_dump.process.instance,
+                        new_dump.taken_at_unix,
+                        jobs,
+                        new_dump.role,
+                        labels,
+                        new_dump.file_name,
+                        size_bytes,
+                        new_dump.content_sha256,
+                        gc_count,
+                        rss_bytes,
+                        DumpStatusKind::Uploaded.as_str(),
+                        registered_at_unix,
+                    ],
+                )
+                .map_err(sqlite_error(format!("failed to register dump {id}")))?;
+            let record = select_dump(&transaction, &id)?.ok_or_else(|| {
+                CatalogError::internal_message(format!("dump {id} vanished while it was registered"))
+            })?;
+            transaction.commit().map_err(sqlite_error(format!("failed to commit dump {id}")))?;
+            Ok((record, inserted == 1))
+        })
+        .await
+    }
+
+    async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord> {
+        let id = id.clone();
+        self.with_connection(move |connection| {
+            select_dump(connection, &id)?.ok_or_else(|| dump_not_found(&id))
+        })
+        .await
+    }
+
+    async fn list_dumps(&self, filter: &DumpFilter) -> Result<Vec<DumpRecord>> {
+        check_tenant(&filter.tenant)?;
+        let mut sql = format!("SELECT {DUMP_COLUMNS} FROM dumps WHERE tenant = ?");
+        let mut values = vec![Value::Text(filter.tenant.clone())];
+        let mut conditions: Vec<&str> = Vec::new();
+        if let Some(host) = &filter.host {
+            conditions.push("host = ?");
+            values.push(Value::Text(host.clone()));
+        }
+        if let Some(pid) = filter.pid {
+            conditions.push("pid = ?");
+            values.push(Value::Integer(i64::from(pid)));
+        }
+        if let Some(instance) = &filter.instance {
+            conditions.push("instance = ?");
+            values.push(Value::Text(instance.clone()));
+        }
+        if let Some(role) = &filter.role {
+            conditions.push("role = ?");
+            values.push(Value::Text(role.clone()));
+        }
+        if let Some(taken_after) = filter.taken_after {
+            conditions.push("taken_at_unix >= ?");
+            values.push(Value::Integer(taken_after));
+        }
+        if let Some(taken_before) = filter.taken_before {
+            conditions.push("taken_at_unix < ?");
+            values.push(Value::Integer(taken_before));
+        }
+        if let Some(status) = filter.status {
+            conditions.push("status = ?");
+            values.push(Value::Text(status.as_str().to_owned()));
+        }
+        for (key, value) in &filter.labels {
+            // json_each yields one row per top-level key, so keys with dots or quotes need no
+            // path escaping.
+            conditions.push(
+                "EXISTS (SELECT 1 FROM json_each(dumps.labels) AS label \
+                 WHERE label.key = ? AND label.type = 'text' AND label.value = ?)",
+            );
+            values.push(Value::Text(key.clone()));
+            values.push(Value::Text(value.clone()));
+        }
+        for condition in conditions {
+            sql.push_str(" AND ");
+            sql.push_str(condition);
+        }
+        sql.push_str(" ORDER BY host, pid, instance, taken_at_unix, dump_id");
+        self.with_connection(move |connection| {
+            let mut statement = connection
+                .prepare(&sql)
+                .map_err(sqlite_error("failed to prepare the dump listing"))?;
+            let stored: Vec<StoredDump> = statement
+                .query_map(params_from_iter(values), StoredDump::from_row)
+                .and_then(Iterator::collect)
+                .map_err(sqlite_error("failed to list dumps"))?;
+            stored.into_iter().map(StoredDump::into_record).collect()
+        })
+        .await
+    }
+
+    async fn set_status(&self, id: &DumpId, status: DumpStatus) -> Result<()> {
+        let id = id.clone();
+        self.with_connection(move |connection| {
+            let attempt = i64::from(status == DumpStatus::Ingesting);
+            let updated = connection
+                .execute(
+                    "UPDATE dumps SET status = ?2, failure_reason = ?3, attempts = attempts + ?4 \
+                     WHERE dump_id = ?1",
+                    params![
+                        id.as_str(),
+                        status.kind().as_str(),
+                        status.failure_reason(),
+                        attempt
+                    ],
+                )
+                .map_err(sqlite_error(format!(
+                    "failed to set the status of dump {id}"
+                )))?;
+            if updated == 0 {
+                return Err(dump_not_found(&id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_ready(&self, id: &DumpId, objects: u64, bad_lines: u64) -> Result<()> {
+        let id = id.clone();
+        let objects = to_sql_integer(objects, "objects")?;
+        let bad_lines = to_sql_integer(bad_lines, "bad lines")?;
+        self.with_connection(move |connection| {
+            let updated = connection
+                .execute(
+                    "UPDATE dumps SET status = ?2, failure_reason = NULL, objects = ?3, bad_lines = ?4 \
+                     WHERE dump_id = ?1",
+                    params![id.as_str(), DumpStatusKind::Ready.as_str(), objects, bad_lines],
+                )
+                .map_err(sqlite_error(format!("failed to mark dump {id} ready")))?;
+            if updated == 0 {
+                return Err(dump_not_found(&id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_processes(&self, tenant: &str) -> Result<Vec<ProcessSummary>> {
+        check_tenant(tenant)?;
+        let tenant = tenant.to_owned();
+        self.with_connection(move |connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT host, pid, instance, COUNT(*), MIN(taken_at_unix), MAX(taken_at_unix) \
+                     FROM dumps WHERE tenant = ?1 \
+                     GROUP BY host, pid, instance ORDER BY host, pid, instance",
+                )
+                .map_err(sqlite_error("failed to prepare the process listing"))?;
+            let rows: Vec<(String, i64, String, i64, i64, i64)> = statement
+                .query_map(params![tenant], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                })
+                .and_then(Iterator::collect)
+                .map_err(sqlite_error(format!(
+                    "failed to list the processes of tenant {tenant}"
+                )))?;
+            rows.into_iter()
+                .map(
+                    |(host, pid, instance, dump_count, first_taken_at_unix, last_taken_at_unix)| {
+                        Ok(ProcessSummary {
+                            process: ProcessKey {
+                                tenant: tenant.clone(),
+                                host,
+                                pid: from_sql_integer(pid, "pid")?,
+                                instance,
+                            },
+                            dump_count: from_sql_integer(dump_count, "dump count")?,
+                            first_taken_at_unix,
+                            last_taken_at_unix,
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_dump(&self, id: &DumpId) -> Result<()> {
+        let id = id.clone();
+        self.with_connection(move |connection| {
+            let deleted = connection
+                .execute("DELETE FROM dumps WHERE dump_id = ?1", params![id.as_str()])
+                .map_err(sqlite_error(format!("failed to delete dump {id}")))?;
+            if deleted == 0 {
+                return Err(dump_not_found(&id));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn test_sqlite_catalog_passes_the_conformance_suite() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
+        crate::testsuite::run_catalog_test_suite(&catalog).await;
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_catalog_keeps_dumps_across_reopen() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
+        let reopen = || SqliteCatalog::open(directory.path());
+        crate::testsuite::check_dumps_survive_reopen(catalog, reopen).await;
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_catalog_uses_wal_and_full_sync() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
+        let (journal_mode, synchronous, user_version) = catalog
+            .with_connection(|connection| {
+                let read = |pragma: &str| -> rusqlite::Result<String> {
+                    connection.query_row(&format!("PRAGMA {pragma}"), [], |row| {
+                        row.get::<_, Value>(0).map(|value| match value {
+                            Value::Integer(number) => number.to_string(),
+                            Value::Text(text) => text,
+                            other => format!("{other:?}"),
+                        })
+                    })
+                };
+                Ok((
+                    read("journal_mode").unwrap(),
+                    read("synchronous").unwrap(),
+                    read("user_version").unwrap(),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(journal_mode, "wal");
+        // 2 is FULL.
+        assert_eq!(synchronous, "2");
+        assert_eq!(user_version, MIGRATIONS.len().to_string());
+        assert_eq!(catalog.path(), directory.path().join(CATALOG_FILE_NAME));
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_catalog_refuses_a_newer_schema() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
+        catalog
+            .with_connection(|connection| {
+                connection.pragma_update(None, "user_version", 99).unwrap();
+                Ok(())
+            })
+            .await
+            .unwrap();
+        drop(catalog);
+        let reopened = SqliteCatalog::open(directory.path()).await;
+        assert!(
+            matches!(reopened, Err(CatalogError::Invalid(_))),
+            "{reopened:?}"
+        );
+    }
+
+    #[test]
+    fn test_migrations_are_numbered_from_one_without_gaps() {
+        for (position, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, position as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn test_to_sql_integer_rejects_values_above_i64() {
+        assert_eq!(to_sql_integer(5, "size").unwrap(), 5);
+        assert!(matches!(
+            to_sql_integer(u64::MAX, "size"),
+            Err(CatalogError::Invalid(_))
+        ));
+        assert!(from_sql_integer::<u64>(-1, "size").is_err());
+    }
+}
