@@ -1,0 +1,248 @@
+//! Command-line interface: every command, flag and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Format;
+
+/// Find what is leaking across a fleet of Ruby processes, from their `ObjectSpace.dump_all`
+/// heap dumps.
+///
+/// Everything runs in this one process on a local data directory (no servers needed): import
+/// dumps, list them, look inside one, and diff several dumps of one process.
+#[derive(Debug, Parser)]
+#[command(
+    name = "heapfleet",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    /// Where heapfleet keeps its catalog and aggregates.
+    #[arg(
+        long,
+        global = true,
+        env = "HEAPFLEET_DATA_DIR",
+        default_value = "heapfleet-data"
+    )]
+    pub(crate) data_dir: PathBuf,
+
+    /// Output for people (table) or for scripts (json).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+
+    /// Log more (-v: info, -vv: debug). Logs go to stderr; RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Import heap dumps (files or directories, searched recursively) into the data directory.
+    ///
+    /// Each file is parsed once. Pid, time and jobs counter come from the file name
+    /// (heap-<unix_ts>.dump or heap-<pid>-<unix_ts>-<jobs>.dump, optionally .gz); give
+    /// --taken-at for files named otherwise. Importing the same content again does nothing.
+    Import(ImportArgs),
+    /// List imported dumps.
+    Dumps(DumpsArgs),
+    /// Show one dump: totals by generation, or a roll-up (--by), or one generation (--generation).
+    Show(ShowArgs),
+    /// Diff dumps of one process: objects present in every later dump and absent from the first.
+    ///
+    /// Objects are matched by identity (object_id where Ruby wrote one; otherwise address, type,
+    /// site and generation), so a reused slot is never mistaken for a retained object.
+    Diff(DiffArgs),
+    /// Import the example dumps shipped with heapfleet and show what they reveal.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Dump files or directories.
+    #[arg(required = true)]
+    pub(crate) paths: Vec<PathBuf>,
+
+    /// Host the dumps came from (default: this machine's hostname).
+    #[arg(long, conflicts_with = "hosts_from_subdirs")]
+    pub(crate) host: Option<String>,
+
+    /// Treat each immediate sub-directory of a given directory as one host's dumps.
+    #[arg(long)]
+    pub(crate) hosts_from_subdirs: bool,
+
+    /// A label for every imported dump, as key=value (repeatable): app version, region, ...
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
+
+    /// Role of the processes (sidekiq, web, ...).
+    #[arg(long)]
+    pub(crate) role: Option<String>,
+
+    /// Process instance (start time or instance id), to tell apart processes that reused a pid.
+    #[arg(long, default_value = "")]
+    pub(crate) instance: String,
+
+    /// When the dumps were taken (Unix seconds or RFC 3339), for files whose names carry no time.
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) taken_at: Option<i64>,
+
+    /// Fail a dump at its first invalid line instead of counting and skipping bad lines.
+    #[arg(long)]
+    pub(crate) strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DumpsArgs {
+    /// Only dumps from this host.
+    #[arg(long)]
+    pub(crate) host: Option<String>,
+
+    /// Only dumps of this pid.
+    #[arg(long)]
+    pub(crate) pid: Option<u32>,
+}
+
+/// A roll-up dimension for `show --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ByArg {
+    /// file:line
+    Site,
+    /// File
+    File,
+    /// Gem (from the file path)
+    Gem,
+    /// Class name
+    Class,
+    /// Object type
+    Type,
+    /// Allocation generation
+    Generation,
+}
+
+/// A ranking for `show --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RankArg {
+    /// Bytes held
+    Memsize,
+    /// Object count
+    Count,
+    /// Outgoing references
+    References,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// Dump id (or a unique prefix of one), as `heapfleet dumps` lists them.
+    pub(crate) dump: String,
+
+    /// Drill into one generation: a number, or `none` for objects without one.
+    #[arg(long, value_parser = parse_generation)]
+    pub(crate) generation: Option<GenerationArg>,
+
+    /// Roll objects up by this dimension.
+    #[arg(long, value_enum)]
+    pub(crate) by: Option<ByArg>,
+
+    /// Rank roll-up rows by this.
+    #[arg(long, value_enum, default_value_t = RankArg::Memsize)]
+    pub(crate) rank: RankArg,
+
+    /// Rows per list.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) top: usize,
+}
+
+/// A `--generation` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GenerationArg {
+    Number(u32),
+    None,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// Two or more dump ids (or unique prefixes) of one process, oldest first.
+    #[arg(required = true, num_args = 2..)]
+    pub(crate) dumps: Vec<String>,
+
+    /// Rows to show.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) top: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Directory of example dumps (one process's series).
+    #[arg(long, default_value = "tests/fixtures/dumps/series")]
+    pub(crate) dumps: PathBuf,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("label {text:?} is not KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("label {text:?} has an empty key"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Parses Unix seconds or an RFC 3339 time into Unix seconds.
+pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    text.parse::<jiff::Timestamp>()
+        .map(|timestamp| timestamp.as_second())
+        .map_err(|error| format!("{text:?} is neither Unix seconds nor an RFC 3339 time: {error}"))
+}
+
+fn parse_generation(text: &str) -> Result<GenerationArg, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(GenerationArg::None);
+    }
+    text.parse()
+        .map(GenerationArg::Number)
+        .map_err(|_| format!("generation {text:?} is neither a number nor `none`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn test_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_parse_label_requires_key_and_equals() {
+        assert_eq!(
+            parse_label("version=1.2=b"),
+            Ok(("version".to_owned(), "1.2=b".to_owned()))
+        );
+        assert!(parse_label("novalue").is_err());
+        assert!(parse_label("=x").is_err());
+    }
+
+    #[test]
+    fn test_parse_time_accepts_unix_and_rfc3339() {
+        assert_eq!(parse_time("1700000000"), Ok(1_700_000_000));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn test_parse_generation_accepts_numbers_and_none() {
+        assert_eq!(parse_generation("12"), Ok(GenerationArg::Number(12)));
+        assert_eq!(parse_generation("NONE"), Ok(GenerationArg::None));
+        assert!(parse_generation("-1").is_err());
+    }
+}

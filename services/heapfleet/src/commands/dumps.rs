@@ -1,0 +1,56 @@
+//! `heapfleet dumps`: the catalog as a table.
+
+use heapfleet_catalog::{DumpFilter, DumpRecord};
+
+use crate::cli::DumpsArgs;
+use crate::local::{LOCAL_TENANT, Local};
+use crate::output::{Format, TableBuilder, bytes, count, print_json, time};
+
+pub(crate) async fn run(local: &Local, args: DumpsArgs, format: Format) -> anyhow::Result<()> {
+    let filter = DumpFilter {
+        host: args.host,
+        pid: args.pid,
+        ..DumpFilter::for_tenant(LOCAL_TENANT)
+    };
+    let dumps = local.catalog.list_dumps(&filter).await?;
+    match format {
+        Format::Json => print_json(&serde_json::json!({ "dumps": dumps })),
+        Format::Table => print_table(&dumps),
+    }
+}
+
+/// Prints dumps one per row.
+pub(crate) fn print_table(dumps: &[DumpRecord]) -> anyhow::Result<()> {
+    let mut table = TableBuilder::new(
+        &[
+            "id",
+            "host",
+            "pid",
+            "taken at",
+            "jobs",
+            "objects",
+            "size",
+            "bad lines",
+            "status",
+        ],
+        &[false, false, true, false, true, true, true, true, false],
+    );
+    for dump in dumps {
+        let status = match dump.status.failure_reason() {
+            Some(reason) => format!("failed: {reason}"),
+            None => dump.status.kind().as_str().to_owned(),
+        };
+        table.row(vec![
+            dump.id.to_string(),
+            dump.process.host.clone(),
+            dump.process.pid.to_string(),
+            time(dump.taken_at_unix),
+            dump.jobs.map_or_else(String::new, count),
+            count(dump.objects),
+            bytes(dump.size_bytes),
+            count(dump.bad_lines),
+            status,
+        ]);
+    }
+    table.print("no dumps yet: import some with `heapfleet import PATH`")
+}

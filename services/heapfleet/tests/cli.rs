@@ -1,0 +1,276 @@
+//! The `heapfleet` binary end to end on real dumps: import, list, show, diff, with tables and
+//! JSON, and its errors. Each command is a new process, so every step also checks that what the
+//! previous one stored survived a restart.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixtures(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(relative)
+}
+
+fn heapfleet(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heapfleet"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("heapfleet runs")
+}
+
+fn json(data_dir: &Path, args: &[&str]) -> Value {
+    let mut with_format = vec!["--format", "json"];
+    with_format.extend_from_slice(args);
+    let output = heapfleet(data_dir, &with_format);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{args:?} printed no JSON ({error})"))
+}
+
+fn series() -> String {
+    fixtures("dumps/series").to_str().unwrap().to_owned()
+}
+
+#[test]
+fn test_import_is_idempotent_and_durable() {
+    let data = tempfile::tempdir().unwrap();
+    let first = json(
+        data.path(),
+        &[
+            "import",
+            &series(),
+            "--host",
+            "worker-1",
+            "--label",
+            "version=1.2",
+        ],
+    );
+    assert_eq!(first["summary"]["dumps_imported"], 3);
+    assert!(first["summary"]["objects"].as_u64().unwrap() > 10_000);
+
+    let again = json(
+        data.path(),
+        &[
+            "import",
+            &series(),
+            "--host",
+            "worker-1",
+            "--label",
+            "version=1.2",
+        ],
+    );
+    assert_eq!(again["summary"]["dumps_imported"], 0);
+    assert_eq!(again["summary"]["dumps_already_imported"], 3);
+
+    let dumps = json(data.path(), &["dumps"]);
+    let dumps = dumps["dumps"].as_array().unwrap();
+    assert_eq!(dumps.len(), 3);
+    for dump in dumps {
+        assert_eq!(dump["status"]["state"], "ready", "{dump}");
+        assert_eq!(dump["process"]["host"], "worker-1");
+        assert_eq!(dump["process"]["pid"], 10536);
+        assert_eq!(dump["labels"]["version"], "1.2");
+        assert!(dump["objects"].as_u64().unwrap() > 0);
+    }
+    let jobs: Vec<u64> = dumps
+        .iter()
+        .map(|dump| dump["jobs"].as_u64().unwrap())
+        .collect();
+    assert_eq!(jobs, vec![100, 200, 300]);
+
+    let table = heapfleet(data.path(), &["dumps"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.contains("worker-1") && text.contains("ready"),
+        "{text}"
+    );
+}
+
+#[test]
+fn test_diff_reports_the_leak_and_not_the_cache() {
+    let data = tempfile::tempdir().unwrap();
+    let imported = json(data.path(), &["import", &series()]);
+    let ids: Vec<String> = imported["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["dump_id"].as_str().unwrap().to_owned())
+        .collect();
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(fixtures("dumps/series/series-truth.json")).unwrap())
+            .unwrap();
+    let at = |result: &Value, site: &Value| -> u64 {
+        result["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| {
+                row["site"]["file"]
+                    .as_str()
+                    .is_some_and(|file| file.ends_with(site["file"].as_str().unwrap()))
+                    && row["site"]["line"] == site["line"]
+                    && row["site"]["object_type"] == site["type"]
+            })
+            .map(|row| row["count"].as_u64().unwrap())
+            .sum()
+    };
+    // Ids in any order, and as unique prefixes without the `d-`: the diff sorts by time.
+    let prefixes: Vec<&str> = ids.iter().rev().map(|id| &id[2..10]).collect();
+    let mut args = vec!["diff", "--top", "1000"];
+    args.extend(prefixes.iter().copied());
+    let result = json(data.path(), &args);
+    assert_eq!(
+        at(&result, &truth["leak"]),
+        truth["leak"]["retained_after_first"].as_u64().unwrap()
+    );
+    assert_eq!(at(&result, &truth["cache"]), 0);
+
+    let table = heapfleet(data.path(), &["diff", &ids[0], &ids[1], &ids[2]]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.contains(&format!(":{}", truth["leak"]["line"])),
+        "{text}"
+    );
+}
+
+#[test]
+fn test_show_totals_rollups_and_generation_detail() {
+    let data = tempfile::tempdir().unwrap();
+    let imported = json(
+        data.path(),
+        &["import", fixtures("dumps/small").to_str().unwrap()],
+    );
+    let id = imported["files"][0]["dump_id"].as_str().unwrap().to_owned();
+    let objects = imported["files"][0]["objects"].as_u64().unwrap();
+
+    let summary = json(data.path(), &["show", &id]);
+    assert_eq!(summary["total"]["count"].as_u64().unwrap(), objects);
+    let generations = summary["generations"].as_array().unwrap();
+    assert!(
+        generations
+            .iter()
+            .any(|bucket| bucket["generation"].is_null())
+    );
+    let newest = generations
+        .iter()
+        .filter_map(|bucket| bucket["generation"].as_u64())
+        .max()
+        .unwrap();
+
+    let by_type = json(
+        data.path(),
+        &["show", &id, "--by", "type", "--rank", "count", "--top", "3"],
+    );
+    let rows = by_type["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0]["count"].as_u64() >= rows[1]["count"].as_u64());
+
+    let detail = json(
+        data.path(),
+        &["show", &id, "--generation", &newest.to_string()],
+    );
+    assert!(detail["detail"]["totals"]["count"].as_u64().unwrap() > 0);
+    assert!(
+        !detail["detail"]["by_memsize"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let all = json(
+        data.path(),
+        &["show", &id, "--generation", "none", "--by", "class"],
+    );
+    assert!(!all["rows"].as_array().unwrap().is_empty());
+
+    let duplicates = json(data.path(), &["show", &id, "--by", "site", "--top", "5"]);
+    assert_eq!(duplicates["rows"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn test_bad_inputs_end_ready_or_failed_with_a_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let bad = fixtures("dumps/bad");
+    let path = |name: &str| bad.join(name).to_str().unwrap().to_owned();
+    let output = heapfleet(
+        data.path(),
+        &[
+            "--format",
+            "json",
+            "import",
+            "--taken-at",
+            "1700000000",
+            &path("invalid-lines.dump"),
+            &path("binary.dump"),
+            &path("empty.dump"),
+        ],
+    );
+    assert!(
+        !output.status.success(),
+        "a failed file makes the import exit non-zero"
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let files = result["files"].as_array().unwrap();
+    let by_name = |name: &str| {
+        files
+            .iter()
+            .find(|file| file["path"].as_str().unwrap().ends_with(name))
+            .unwrap()
+            .clone()
+    };
+    let invalid = by_name("invalid-lines.dump");
+    assert_eq!(invalid["outcome"], "imported");
+    assert_eq!(invalid["bad_lines"], 7);
+    let binary = by_name("binary.dump");
+    assert_eq!(binary["outcome"], "failed");
+    assert!(
+        binary["error"]
+            .as_str()
+            .unwrap()
+            .contains("no heap objects"),
+        "{binary}"
+    );
+    assert!(
+        by_name("empty.dump")["error"]
+            .as_str()
+            .unwrap()
+            .contains("no heap objects")
+    );
+
+    // The failures are in the catalog with their reasons, and the good dump is intact.
+    let dumps = json(data.path(), &["dumps"]);
+    assert_eq!(dumps["dumps"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn test_errors_are_clear() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let misnamed = dir.path().join("dump.json");
+    std::fs::copy(fixtures("dumps/bad/truncated.dump"), &misnamed).unwrap();
+    let output = heapfleet(data.path(), &["import", misnamed.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("no timestamp"), "{text}");
+
+    let output = heapfleet(data.path(), &["show", "d-0000"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no dump matches"));
+
+    let output = heapfleet(
+        data.path(),
+        &["import", "/nonexistent/heap-1700000000.dump"],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+}

@@ -1,0 +1,10 @@
+//! Integration tests: real dumps from real Ruby, checked against heapy and against the truth
+//! Ruby itself recorded while writing them.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod heapy_differential;
+mod slot_reuse;
+mod tidy;

@@ -1,0 +1,143 @@
+//! Helpers shared by the integration tests and benchmarks: where fixtures live, generating real
+//! dumps with Ruby, and running heapy as an independent oracle.
+//!
+//! Nothing here is a fake: dumps come from a real Ruby, and heapy's answers from heapy's code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Returns the workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Returns `tests/fixtures/<relative>`.
+pub fn fixture(relative: &str) -> PathBuf {
+    workspace_root().join("tests/fixtures").join(relative)
+}
+
+/// Returns the directory for dumps generated at test or bench time (git-ignored).
+pub fn generated_dir() -> PathBuf {
+    fixture("generated")
+}
+
+/// Runs `ruby tests/fixtures/ruby/make_dumps.rb SCENARIO OUTDIR ARGS...` unless `marker` exists.
+pub fn generate_dumps(
+    scenario: &str,
+    out_dir: &Path,
+    extra_args: &[&str],
+    marker: &Path,
+) -> anyhow::Result<()> {
+    if marker.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("failed to create {}", out_dir.display()))?;
+    let status = Command::new("ruby")
+        .arg(fixture("ruby/make_dumps.rb"))
+        .arg(scenario)
+        .arg(out_dir)
+        .args(extra_args)
+        .status()
+        .context("failed to run ruby (install Debian's `ruby`, see .ci/run)")?;
+    if !status.success() {
+        bail!("make_dumps.rb {scenario} failed with {status}");
+    }
+    if !marker.exists() {
+        bail!(
+            "make_dumps.rb {scenario} did not write {}",
+            marker.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `ruby scripts/heapy-oracle.rb ARGS...` and parses its JSON answer.
+pub fn heapy_oracle(args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let output = Command::new("ruby")
+        .arg(workspace_root().join("scripts/heapy-oracle.rb"))
+        .args(args)
+        .output()
+        .context("failed to run ruby for the heapy oracle")?;
+    if !output.status.success() {
+        bail!(
+            "heapy oracle {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("heapy oracle printed invalid JSON")
+}
+
+/// Returns the first file in `dir` (sorted by name) whose name ends with `suffix`.
+pub fn files_with_suffix(dir: &Path, suffix: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("failed to list {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Returns whether `program` can run. When it cannot, a test skips with a note, unless
+/// `HEAPFLEET_REQUIRE_SERVICES=1` (always set in CI), where a missing tool is a failure.
+pub fn tool_available(program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        let required = std::env::var("HEAPFLEET_REQUIRE_SERVICES").is_ok_and(|value| value == "1");
+        assert!(
+            !required,
+            "{program} is required (HEAPFLEET_REQUIRE_SERVICES=1) but cannot run; see scripts/test.sh"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "skipping: {program} is not installed (set HEAPFLEET_REQUIRE_SERVICES=1 to fail instead)"
+            );
+        }
+    }
+    found
+}
+
+/// A dump parsed and aggregated in process, with its decoded object index.
+pub struct AggregatedDump {
+    /// The aggregates.
+    pub aggregates: heapfleet_analysis::DumpAggregates,
+    /// The object index, ready for [`heapfleet_analysis::diff`].
+    pub index: heapfleet_analysis::IndexedDump,
+}
+
+/// Parses and aggregates a dump file (plain or gzip) with default options.
+pub fn aggregate_file(path: &Path) -> anyhow::Result<AggregatedDump> {
+    aggregate_file_with(path, &heapfleet_dump::ParseOptions::default())
+}
+
+/// Parses and aggregates a dump file with the given options.
+pub fn aggregate_file_with(
+    path: &Path,
+    options: &heapfleet_dump::ParseOptions,
+) -> anyhow::Result<AggregatedDump> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut chunks = Vec::new();
+    let mut aggregator = heapfleet_analysis::DumpAggregator::new(|chunk| chunks.push(chunk));
+    let parse = heapfleet_dump::parse_reader(file, options, &mut aggregator)?;
+    let aggregates = aggregator.finish(parse);
+    let mut entries = Vec::new();
+    for chunk in &chunks {
+        heapfleet_analysis::decode_chunk(chunk, &mut entries)?;
+    }
+    let index = heapfleet_analysis::IndexedDump {
+        sites: aggregates.index_sites.clone(),
+        entries,
+    };
+    Ok(AggregatedDump { aggregates, index })
+}
