@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what heapfleet's tests need beyond Rust, if it is missing:
+#   ruby       writes real heap dumps (tests/fixtures/ruby/make_dumps.rb) and runs the oracle
+#   ruby-heapy heapy, the independent oracle for per-generation/per-site counts and diffs
+# Uses apt (Debian/Ubuntu) and needs root for that; otherwise it says what to install.
+set -euo pipefail
+
+missing=()
+command -v ruby >/dev/null 2>&1 || missing+=(ruby)
+command -v heapy >/dev/null 2>&1 || missing+=(ruby-heapy)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install these packages, then run again: ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} with apt-get" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null
