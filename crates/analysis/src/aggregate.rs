@@ -125,7 +125,8 @@ impl FileInterner {
         let id = match self.ids.get(raw) {
             Some(&id) => id,
             None => {
-                let id = u32::try_from(self.names.len()).expect("fewer than 4 billion distinct files");
+                let id =
+                    u32::try_from(self.names.len()).expect("fewer than 4 billion distinct files");
                 self.ids.insert(raw.into(), id);
                 self.names.push(raw.into());
                 id
@@ -173,7 +174,15 @@ impl DuplicateCounter {
         }
     }
 
-    fn add(&mut self, value: &[u8], has_escapes: bool, site: u32, generation: u32, bytesize: u64, memsize: u64) {
+    fn add(
+        &mut self,
+        value: &[u8],
+        has_escapes: bool,
+        site: u32,
+        generation: u32,
+        bytesize: u64,
+        memsize: u64,
+    ) {
         let hashed = &value[..value.len().min(DUPLICATE_HASHED_BYTES)];
         let content_hash = self.hasher.hash_one((hashed, value.len()));
         let placement = (u64::from(site) << 32) | u64::from(generation);
@@ -231,7 +240,11 @@ fn floor_char_boundary(bytes: &[u8], limit: usize) -> usize {
         cut -= 1;
     }
     // Do not end on a lone backslash: it would start an escape that is not there.
-    let trailing_backslashes = bytes[..cut].iter().rev().take_while(|&&byte| byte == b'\\').count();
+    let trailing_backslashes = bytes[..cut]
+        .iter()
+        .rev()
+        .take_while(|&&byte| byte == b'\\')
+        .count();
     if trailing_backslashes % 2 == 1 {
         cut -= 1;
     }
@@ -274,11 +287,16 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
     fn add_object(&mut self, object: &ObjectRecord<'_>) {
         let object_type = object.object_type.unwrap_or(ObjectType::Unknown);
         if matches!(object_type, ObjectType::Class | ObjectType::Module) {
-            let name = object.name.or(object.real_class_name).map(|name| name.decode().into());
+            let name = object
+                .name
+                .or(object.real_class_name)
+                .map(|name| name.decode().into());
             self.class_names.insert(object.address, name);
         }
         let key = ScanSiteKey {
-            file: object.file.map_or(ABSENT, |file| self.files.intern(file.raw())),
+            file: object
+                .file
+                .map_or(ABSENT, |file| self.files.intern(file.raw())),
             line: object.line.unwrap_or(ABSENT),
             object_type,
             class: object.class.unwrap_or(0),
@@ -290,13 +308,16 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
                 let site = match self.site_ids.get(&key) {
                     Some(&site) => site,
                     None => {
-                        let site = u32::try_from(self.scan_sites.len()).expect("fewer than 4 billion sites");
+                        let site = u32::try_from(self.scan_sites.len())
+                            .expect("fewer than 4 billion sites");
                         self.site_ids.insert(key, site);
                         self.scan_sites.push(key);
                         site
                     }
                 };
-                self.totals.entry((key, generation)).or_insert((site, Totals::default()))
+                self.totals
+                    .entry((key, generation))
+                    .or_insert((site, Totals::default()))
             }
         };
         let site = *site;
@@ -309,7 +330,14 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
         if object_type == ObjectType::String
             && let Some(value) = object.value
         {
-            self.duplicates.add(value.raw(), value.has_escapes(), site, generation, bytesize, object.memsize);
+            self.duplicates.add(
+                value.raw(),
+                value.has_escapes(),
+                site,
+                generation,
+                bytesize,
+                object.memsize,
+            );
         }
         self.index.push(&IndexEntry {
             address: object.address,
@@ -324,32 +352,54 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
     /// Resolves class names and files, merges sites that resolve alike, and returns the
     /// aggregates. `parse` is what the parser returned.
     pub fn finish(self, parse: ParseStats) -> DumpAggregates {
-        let DumpAggregator { files, scan_sites, totals, class_names, duplicates, roots, shapes, index, .. } =
-            self;
+        let DumpAggregator {
+            files,
+            scan_sites,
+            totals,
+            class_names,
+            duplicates,
+            roots,
+            shapes,
+            index,
+            ..
+        } = self;
         index.finish();
         let file_names: Vec<String> = files
             .names
             .iter()
-            .map(|raw| heapfleet_dump::JsonStr::from_raw(raw, raw.contains(&b'\\')).decode().into_owned())
+            .map(|raw| {
+                heapfleet_dump::JsonStr::from_raw(raw, raw.contains(&b'\\'))
+                    .decode()
+                    .into_owned()
+            })
             .collect();
         let resolve = |key: &ScanSiteKey| SiteKey {
             file: (key.file != ABSENT).then(|| file_names[key.file as usize].clone()),
             line: (key.line != ABSENT).then_some(key.line),
             object_type: key.object_type,
             class_name: class_names.get(&key.class).map(|name| {
-                name.as_deref().map_or_else(|| "(anonymous class)".to_owned(), str::to_owned)
+                name.as_deref()
+                    .map_or_else(|| "(anonymous class)".to_owned(), str::to_owned)
             }),
         };
         let index_sites: Vec<SiteKey> = scan_sites.iter().map(resolve).collect();
 
-        let mut merged: std::collections::BTreeMap<(SiteKey, Option<u32>), Totals> = Default::default();
+        let mut merged: std::collections::BTreeMap<(SiteKey, Option<u32>), Totals> =
+            Default::default();
         for ((_, generation), (site, site_totals)) in totals {
             let generation = (generation != NO_GENERATION).then_some(generation);
-            merged.entry((index_sites[site as usize].clone(), generation)).or_default().add(&site_totals);
+            merged
+                .entry((index_sites[site as usize].clone(), generation))
+                .or_default()
+                .add(&site_totals);
         }
         let sites = merged
             .into_iter()
-            .map(|((site, generation), totals)| SiteGenerationStats { site, generation, totals })
+            .map(|((site, generation), totals)| SiteGenerationStats {
+                site,
+                generation,
+                totals,
+            })
             .collect();
 
         let mut duplicated_strings: Vec<DuplicatedString> = duplicates
@@ -372,7 +422,14 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
         });
         duplicated_strings.truncate(MAX_DUPLICATED_STRINGS);
 
-        DumpAggregates { sites, duplicated_strings, index_sites, roots, shapes, parse }
+        DumpAggregates {
+            sites,
+            duplicated_strings,
+            index_sites,
+            roots,
+            shapes,
+            parse,
+        }
     }
 }
 
@@ -383,7 +440,11 @@ impl<S: FnMut(Vec<u8>)> Visitor for DumpAggregator<S> {
             Record::Root(root) => {
                 let name = root.root.decode();
                 let references = u64::from(root.references.len());
-                match self.roots.iter_mut().find(|(existing, _)| *existing == name) {
+                match self
+                    .roots
+                    .iter_mut()
+                    .find(|(existing, _)| *existing == name)
+                {
                     Some((_, total)) => *total += references,
                     None => self.roots.push((name.into_owned(), references)),
                 }
@@ -420,7 +481,8 @@ mod tests {
     fn aggregate(dump: &str) -> (DumpAggregates, Vec<IndexEntry>) {
         let mut chunks = Vec::new();
         let mut aggregator = DumpAggregator::new(|chunk| chunks.push(chunk));
-        let parse = parse_reader(dump.as_bytes(), &ParseOptions::default(), &mut aggregator).unwrap();
+        let parse =
+            parse_reader(dump.as_bytes(), &ParseOptions::default(), &mut aggregator).unwrap();
         let aggregates = aggregator.finish(parse);
         let mut entries = Vec::new();
         for chunk in &chunks {
@@ -429,8 +491,18 @@ mod tests {
         (aggregates, entries)
     }
 
-    fn site(file: Option<&str>, line: Option<u32>, object_type: ObjectType, class_name: Option<&str>) -> SiteKey {
-        SiteKey { file: file.map(str::to_owned), line, object_type, class_name: class_name.map(str::to_owned) }
+    fn site(
+        file: Option<&str>,
+        line: Option<u32>,
+        object_type: ObjectType,
+        class_name: Option<&str>,
+    ) -> SiteKey {
+        SiteKey {
+            file: file.map(str::to_owned),
+            line,
+            object_type,
+            class_name: class_name.map(str::to_owned),
+        }
     }
 
     #[test]
@@ -439,9 +511,26 @@ mod tests {
         let strings_gen5 = aggregates
             .sites
             .iter()
-            .find(|row| row.site == site(Some("/app/cart.rb"), Some(4), ObjectType::String, Some("String")) && row.generation == Some(5))
+            .find(|row| {
+                row.site
+                    == site(
+                        Some("/app/cart.rb"),
+                        Some(4),
+                        ObjectType::String,
+                        Some("String"),
+                    )
+                    && row.generation == Some(5)
+            })
             .expect("merged string site");
-        assert_eq!(strings_gen5.totals, Totals { count: 3, memsize: 120, bytesize: 9, references: 0 });
+        assert_eq!(
+            strings_gen5.totals,
+            Totals {
+                count: 3,
+                memsize: 120,
+                bytesize: 9,
+                references: 0
+            }
+        );
         let object = aggregates
             .sites
             .iter()
@@ -449,7 +538,11 @@ mod tests {
             .expect("object site");
         assert_eq!(object.site.class_name.as_deref(), Some("Shop::Cart"));
         assert_eq!(object.totals.references, 1);
-        let hash = aggregates.sites.iter().find(|row| row.site.object_type == ObjectType::Hash).unwrap();
+        let hash = aggregates
+            .sites
+            .iter()
+            .find(|row| row.site.object_type == ObjectType::Hash)
+            .unwrap();
         assert_eq!(hash.site, site(None, None, ObjectType::Hash, None));
         assert_eq!(hash.generation, None);
     }
@@ -464,13 +557,21 @@ mod tests {
         assert_eq!(aggregates.roots, vec![("vm".to_owned(), 2)]);
         let string_entry = entries.iter().find(|entry| entry.address == 0x320).unwrap();
         assert_eq!(string_entry.generation, Some(6));
-        assert_eq!(aggregates.index_sites[string_entry.site as usize].object_type, ObjectType::String);
+        assert_eq!(
+            aggregates.index_sites[string_entry.site as usize].object_type,
+            ObjectType::String
+        );
     }
 
     #[test]
     fn test_aggregator_finds_duplicated_strings_per_site_and_generation() {
         let (aggregates, _) = aggregate(DUMP);
-        assert_eq!(aggregates.duplicated_strings.len(), 1, "{:?}", aggregates.duplicated_strings);
+        assert_eq!(
+            aggregates.duplicated_strings.len(),
+            1,
+            "{:?}",
+            aggregates.duplicated_strings
+        );
         let duplicate = &aggregates.duplicated_strings[0];
         assert_eq!(duplicate.value, "abc");
         // 0x300 and 0x310 share a scan-time site; 0x330 has another class address, so it is
@@ -489,7 +590,11 @@ mod tests {
             }
         }
         assert!(counter.entries.len() < DUPLICATE_TABLE_CAPACITY);
-        let hot = counter.entries.values().find(|entry| entry.preview.as_deref() == Some("hot")).unwrap();
+        let hot = counter
+            .entries
+            .values()
+            .find(|entry| entry.preview.as_deref() == Some("hot"))
+            .unwrap();
         assert_eq!(hot.count, 50_000);
     }
 

@@ -96,11 +96,20 @@ impl MatchIndex {
             by_slot.insert(slot_identity(entry, global_sites), position);
             newest_generation = newest_generation.max(entry.generation);
         }
-        MatchIndex { by_object_id, by_slot, newest_generation }
+        MatchIndex {
+            by_object_id,
+            by_slot,
+            newest_generation,
+        }
     }
 
     /// Returns the position of the entry that is the same object as `entry`, if any.
-    fn find(&self, entry: &IndexEntry, global_sites: &[u32], entries: &[IndexEntry]) -> Option<usize> {
+    fn find(
+        &self,
+        entry: &IndexEntry,
+        global_sites: &[u32],
+        entries: &[IndexEntry],
+    ) -> Option<usize> {
         if let Some(object_id) = entry.object_id
             && let Some(&position) = self.by_object_id.get(&object_id)
         {
@@ -116,7 +125,11 @@ impl MatchIndex {
 }
 
 fn slot_identity(entry: &IndexEntry, global_sites: &[u32]) -> SlotIdentity {
-    SlotIdentity { address: entry.address, site: global_sites[entry.site as usize], generation: entry.generation }
+    SlotIdentity {
+        address: entry.address,
+        site: global_sites[entry.site as usize],
+        generation: entry.generation,
+    }
 }
 
 /// Returns the objects present in every dump after the first and absent from the first.
@@ -125,7 +138,8 @@ pub fn diff(dumps: &[IndexedDump]) -> Result<DiffResult, DiffError> {
         return Err(DiffError::TooFewDumps(dumps.len()));
     }
     // Map each dump's site ids onto one diff-wide table, so sites compare by value.
-    let mut site_ids: HashMap<&SiteKey, u32, FixedState> = HashMap::with_hasher(FixedState::default());
+    let mut site_ids: HashMap<&SiteKey, u32, FixedState> =
+        HashMap::with_hasher(FixedState::default());
     let mut site_keys: Vec<&SiteKey> = Vec::new();
     let global_sites: Vec<Vec<u32>> = dumps
         .iter()
@@ -142,23 +156,34 @@ pub fn diff(dumps: &[IndexedDump]) -> Result<DiffResult, DiffError> {
         })
         .collect();
     for (dump_position, dump) in dumps.iter().enumerate() {
-        if let Some(entry) = dump.entries.iter().find(|entry| entry.site as usize >= dump.sites.len()) {
-            return Err(DiffError::DanglingSite { dump: dump_position, site: entry.site });
+        if let Some(entry) = dump
+            .entries
+            .iter()
+            .find(|entry| entry.site as usize >= dump.sites.len())
+        {
+            return Err(DiffError::DanglingSite {
+                dump: dump_position,
+                site: entry.site,
+            });
         }
     }
 
     // Candidates: entries of the second dump that were not alive at the first.
     let first = MatchIndex::new(&dumps[0].entries, &global_sites[0]);
-    let allocated_before_first = |entry: &IndexEntry| match (entry.generation, first.newest_generation) {
-        (Some(generation), Some(newest)) => generation < newest,
-        _ => false,
-    };
+    let allocated_before_first =
+        |entry: &IndexEntry| match (entry.generation, first.newest_generation) {
+            (Some(generation), Some(newest)) => generation < newest,
+            _ => false,
+        };
     // Each candidate: (site id, the entry as the latest dump shows it).
     let mut candidates: Vec<(u32, IndexEntry)> = dumps[1]
         .entries
         .iter()
         .filter(|entry| {
-            first.find(entry, &global_sites[1], &dumps[0].entries).is_none() && !allocated_before_first(entry)
+            first
+                .find(entry, &global_sites[1], &dumps[0].entries)
+                .is_none()
+                && !allocated_before_first(entry)
         })
         .map(|entry| (global_sites[1][entry.site as usize], *entry))
         .collect();
@@ -180,14 +205,20 @@ pub fn diff(dumps: &[IndexedDump]) -> Result<DiffResult, DiffError> {
             }
         }
         // Objects moved by compaction: match by (site, generation) among unclaimed entries.
-        let mut moved: HashMap<(u32, u32), Vec<usize>, FixedState> = HashMap::with_hasher(FixedState::default());
+        let mut moved: HashMap<(u32, u32), Vec<usize>, FixedState> =
+            HashMap::with_hasher(FixedState::default());
         for (position, entry) in dump.entries.iter().enumerate() {
             if let (false, Some(generation)) = (claimed[position], entry.generation) {
-                moved.entry((global_sites[dump_position][entry.site as usize], generation)).or_default().push(position);
+                moved
+                    .entry((global_sites[dump_position][entry.site as usize], generation))
+                    .or_default()
+                    .push(position);
             }
         }
         for (site, entry) in unmatched {
-            let Some(generation) = entry.generation else { continue };
+            let Some(generation) = entry.generation else {
+                continue;
+            };
             if let Some(position) = moved.get_mut(&(site, generation)).and_then(Vec::pop) {
                 survivors.push((site, dump.entries[position]));
             }
@@ -207,7 +238,10 @@ pub fn diff(dumps: &[IndexedDump]) -> Result<DiffResult, DiffError> {
         .into_iter()
         .map(|(site, totals)| {
             total.add(&totals);
-            DiffRow { site: site_keys[site as usize].clone(), totals }
+            DiffRow {
+                site: site_keys[site as usize].clone(),
+                totals,
+            }
         })
         .collect();
     rows.sort_by(|left, right| {
@@ -232,7 +266,11 @@ impl MatchIndex {
         {
             return Some(position);
         }
-        let identity = SlotIdentity { address: entry.address, site: global_site, generation: entry.generation };
+        let identity = SlotIdentity {
+            address: entry.address,
+            site: global_site,
+            generation: entry.generation,
+        };
         let position = *self.by_slot.get(&identity)?;
         debug_assert_eq!(global_sites[entries[position].site as usize], global_site);
         match (entry.object_id, entries[position].object_id) {
@@ -249,21 +287,40 @@ mod tests {
     use super::*;
 
     fn site(line: u32) -> SiteKey {
-        SiteKey { file: Some("/app/a.rb".to_owned()), line: Some(line), object_type: ObjectType::String, class_name: None }
+        SiteKey {
+            file: Some("/app/a.rb".to_owned()),
+            line: Some(line),
+            object_type: ObjectType::String,
+            class_name: None,
+        }
     }
 
     fn entry(address: u64, site: u32, generation: u32) -> IndexEntry {
-        IndexEntry { address, object_id: None, site, generation: Some(generation), memsize: 40, bytesize: 0 }
+        IndexEntry {
+            address,
+            object_id: None,
+            site,
+            generation: Some(generation),
+            memsize: 40,
+            bytesize: 0,
+        }
     }
 
     fn dump(entries: Vec<IndexEntry>) -> IndexedDump {
-        IndexedDump { sites: vec![site(1), site(2)], entries }
+        IndexedDump {
+            sites: vec![site(1), site(2)],
+            entries,
+        }
     }
 
     #[test]
     fn test_diff_counts_objects_new_since_first_and_kept() {
         let first = dump(vec![entry(0x10, 0, 1)]);
-        let second = dump(vec![entry(0x10, 0, 1), entry(0x20, 1, 5), entry(0x30, 1, 5)]);
+        let second = dump(vec![
+            entry(0x10, 0, 1),
+            entry(0x20, 1, 5),
+            entry(0x30, 1, 5),
+        ]);
         let third = dump(vec![entry(0x10, 0, 1), entry(0x20, 1, 5)]);
         let result = diff(&[first, second, third]).unwrap();
         assert_eq!(result.rows.len(), 1);
@@ -306,7 +363,10 @@ mod tests {
 
     #[test]
     fn test_diff_object_ids_decide_when_present() {
-        let with_id = |address, object_id| IndexEntry { object_id: Some(object_id), ..entry(address, 0, 7) };
+        let with_id = |address, object_id| IndexEntry {
+            object_id: Some(object_id),
+            ..entry(address, 0, 7)
+        };
         let first = dump(vec![with_id(0x10, 1)]);
         // Same slot, site and generation but another object id: a different object.
         let second = dump(vec![with_id(0x10, 2), with_id(0x40, 1)]);
@@ -317,7 +377,10 @@ mod tests {
 
     #[test]
     fn test_diff_rejects_bad_input() {
-        assert_eq!(diff(&[dump(vec![])]).unwrap_err(), DiffError::TooFewDumps(1));
+        assert_eq!(
+            diff(&[dump(vec![])]).unwrap_err(),
+            DiffError::TooFewDumps(1)
+        );
         let dangling = dump(vec![entry(0x10, 9, 1)]);
         assert_eq!(
             diff(&[dump(vec![]), dangling]).unwrap_err(),

@@ -72,10 +72,20 @@ impl<S: FnMut(Vec<u8>)> IndexEncoder<S> {
         self.previous_address = entry.address;
         write_varint(&mut self.body, zigzag(delta));
         write_varint(&mut self.body, u64::from(entry.site));
-        write_varint(&mut self.body, entry.generation.map_or(0, |generation| u64::from(generation) + 1));
+        write_varint(
+            &mut self.body,
+            entry
+                .generation
+                .map_or(0, |generation| u64::from(generation) + 1),
+        );
         write_varint(&mut self.body, entry.memsize);
         write_varint(&mut self.body, entry.bytesize);
-        write_varint(&mut self.body, entry.object_id.map_or(0, |object_id| object_id.saturating_add(1)));
+        write_varint(
+            &mut self.body,
+            entry
+                .object_id
+                .map_or(0, |object_id| object_id.saturating_add(1)),
+        );
         self.entries_in_chunk += 1;
         if self.body.len() >= CHUNK_TARGET_BYTES {
             self.flush();
@@ -126,7 +136,14 @@ pub fn decode_chunk(chunk: &[u8], entries: &mut Vec<IndexEntry>) -> Result<(), I
             0 => None,
             stored => Some(stored - 1),
         };
-        entries.push(IndexEntry { address, object_id, site, generation, memsize, bytesize });
+        entries.push(IndexEntry {
+            address,
+            object_id,
+            site,
+            generation,
+            memsize,
+            bytesize,
+        });
     }
     Ok(())
 }
@@ -165,17 +182,31 @@ mod tests {
     use super::*;
 
     fn entry(address: u64, generation: Option<u32>, object_id: Option<u64>) -> IndexEntry {
-        IndexEntry { address, object_id, site: 7, generation, memsize: 40, bytesize: 3 }
+        IndexEntry {
+            address,
+            object_id,
+            site: 7,
+            generation,
+            memsize: 40,
+            bytesize: 3,
+        }
     }
 
     #[test]
     fn test_index_round_trips_through_chunks() {
         let entries: Vec<IndexEntry> = (0..300_000u64)
             .map(|index| {
-                let address = 0x7f00_0000_0000 + (index * 40) ^ (index % 7 * 0x1000);
-                entry(address, (index % 3 != 0).then_some(index as u32), (index % 5 == 0).then_some(index * 8))
+                let address = (0x7f00_0000_0000 + index * 40) ^ (index % 7 * 0x1000);
+                entry(
+                    address,
+                    (index % 3 != 0).then_some(index as u32),
+                    (index % 5 == 0).then_some(index * 8),
+                )
             })
-            .chain([entry(0, Some(u32::MAX - 1), Some(u64::MAX - 1)), entry(u64::MAX, None, Some(0))])
+            .chain([
+                entry(0, Some(u32::MAX - 1), Some(u64::MAX - 1)),
+                entry(u64::MAX, None, Some(0)),
+            ])
             .collect();
         let mut chunks = Vec::new();
         let mut encoder = IndexEncoder::new(|chunk| chunks.push(chunk));
@@ -199,10 +230,19 @@ mod tests {
         encoder.push(&entry(0x1000, Some(1), None));
         encoder.finish();
         let chunk = &chunks[0];
-        assert_eq!(decode_chunk(&chunk[..chunk.len() - 1], &mut Vec::new()), Err(IndexError::Truncated));
+        assert_eq!(
+            decode_chunk(&chunk[..chunk.len() - 1], &mut Vec::new()),
+            Err(IndexError::Truncated)
+        );
         let mut wrong_version = chunk.clone();
         wrong_version[0] = 9;
-        assert_eq!(decode_chunk(&wrong_version, &mut Vec::new()), Err(IndexError::UnknownVersion(9)));
-        assert_eq!(decode_chunk(&[], &mut Vec::new()), Err(IndexError::Truncated));
+        assert_eq!(
+            decode_chunk(&wrong_version, &mut Vec::new()),
+            Err(IndexError::UnknownVersion(9))
+        );
+        assert_eq!(
+            decode_chunk(&[], &mut Vec::new()),
+            Err(IndexError::Truncated)
+        );
     }
 }

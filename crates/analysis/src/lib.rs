@@ -14,12 +14,13 @@ mod site;
 mod views;
 
 pub use aggregate::{
-    DumpAggregates, DumpAggregator, DuplicatedString, MAX_DUPLICATED_STRINGS, SiteGenerationStats, Totals,
+    DumpAggregates, DumpAggregator, DuplicatedString, MAX_DUPLICATED_STRINGS, SiteGenerationStats,
+    Totals,
 };
 pub use diff::{DiffError, DiffResult, DiffRow, IndexedDump, diff};
 pub use index::{CHUNK_TARGET_BYTES, IndexEncoder, IndexEntry, IndexError, decode_chunk};
 pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path};
 pub use views::{
-    GenerationDetail, GenerationFilter, GenerationTotals, GroupBy, NO_CLASS, NO_GEM, NO_GENERATION_LABEL, RankBy,
-    RollupRow, generation_detail, generation_totals, rollup,
+    GenerationDetail, GenerationFilter, GenerationTotals, GroupBy, NO_CLASS, NO_GEM,
+    NO_GENERATION_LABEL, RankBy, RollupRow, generation_detail, generation_totals, rollup,
 };

@@ -69,9 +69,18 @@ mod tests {
 
     #[test]
     fn test_gem_from_path_reads_gem_directories() {
-        assert_eq!(gem_from_path("/usr/lib/ruby/gems/3.1.0/gems/rack-2.2.8/lib/rack/request.rb"), Some("rack"));
-        assert_eq!(gem_from_path("/app/vendor/bundle/ruby/3.1.0/gems/active-support-7.1.3.2/lib/a.rb"), Some("active-support"));
-        assert_eq!(gem_from_path("/app/vendor/bundle/ruby/3.1.0/bundler/gems/rails-0a1b2c3d4e5f/lib/a.rb"), Some("rails"));
+        assert_eq!(
+            gem_from_path("/usr/lib/ruby/gems/3.1.0/gems/rack-2.2.8/lib/rack/request.rb"),
+            Some("rack")
+        );
+        assert_eq!(
+            gem_from_path("/app/vendor/bundle/ruby/3.1.0/gems/active-support-7.1.3.2/lib/a.rb"),
+            Some("active-support")
+        );
+        assert_eq!(
+            gem_from_path("/app/vendor/bundle/ruby/3.1.0/bundler/gems/rails-0a1b2c3d4e5f/lib/a.rb"),
+            Some("rails")
+        );
         assert_eq!(gem_from_path("/app/app/models/user.rb"), None);
         assert_eq!(gem_from_path("/usr/lib/ruby/3.1.0/set.rb"), None);
         assert_eq!(gem_from_path("/srv/gems/notagem/lib/x.rb"), None);
@@ -87,7 +96,12 @@ mod tests {
         };
         assert_eq!(site.location(), "/app/a.rb:3");
         assert_eq!(site.to_string(), "STRING /app/a.rb:3 (String)");
-        let unknown = SiteKey { file: None, line: None, object_type: ObjectType::Hash, class_name: None };
+        let unknown = SiteKey {
+            file: None,
+            line: None,
+            object_type: ObjectType::Hash,
+            class_name: None,
+        };
         assert_eq!(unknown.location(), UNKNOWN_SITE);
     }
 }

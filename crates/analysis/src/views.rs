@@ -96,11 +96,15 @@ fn group_key(row: &SiteGenerationStats, group_by: GroupBy) -> String {
         GroupBy::TypeSite => format!("{} {}", site.object_type, site.location()),
         GroupBy::File => site.file.clone().unwrap_or_else(|| UNKNOWN_SITE.to_owned()),
         GroupBy::Gem => site.gem().unwrap_or(NO_GEM).to_owned(),
-        GroupBy::Class => site.class_name.clone().unwrap_or_else(|| NO_CLASS.to_owned()),
+        GroupBy::Class => site
+            .class_name
+            .clone()
+            .unwrap_or_else(|| NO_CLASS.to_owned()),
         GroupBy::Type => site.object_type.to_string(),
-        GroupBy::Generation => {
-            row.generation.map_or_else(|| NO_GENERATION_LABEL.to_owned(), |generation| generation.to_string())
-        }
+        GroupBy::Generation => row.generation.map_or_else(
+            || NO_GENERATION_LABEL.to_owned(),
+            |generation| generation.to_string(),
+        ),
     }
 }
 
@@ -136,16 +140,22 @@ pub fn rollup(
 ) -> Vec<RollupRow> {
     let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
     for row in rows.iter().filter(|row| filter.matches(row.generation)) {
-        groups.entry(group_key(row, group_by)).or_default().add(&row.totals);
+        groups
+            .entry(group_key(row, group_by))
+            .or_default()
+            .add(&row.totals);
     }
-    let mut ranked: Vec<RollupRow> = groups.into_iter().map(|(key, totals)| RollupRow { key, totals }).collect();
+    let mut ranked: Vec<RollupRow> = groups
+        .into_iter()
+        .map(|(key, totals)| RollupRow { key, totals })
+        .collect();
     let rank = |totals: &Totals| match rank_by {
         RankBy::Memsize => (totals.memsize, totals.count),
         RankBy::Count => (totals.count, totals.memsize),
         RankBy::References => (totals.references, totals.count),
     };
     // Stable sort on an already label-ordered list keeps ties in label order.
-    ranked.sort_by(|left, right| rank(&right.totals).cmp(&rank(&left.totals)));
+    ranked.sort_by_key(|row| std::cmp::Reverse(rank(&row.totals)));
     ranked.truncate(top);
     ranked
 }
@@ -202,18 +212,49 @@ mod tests {
     use super::*;
     use crate::site::SiteKey;
 
-    fn row(file: &str, line: u32, object_type: ObjectType, generation: Option<u32>, count: u64, memsize: u64) -> SiteGenerationStats {
+    fn row(
+        file: &str,
+        line: u32,
+        object_type: ObjectType,
+        generation: Option<u32>,
+        count: u64,
+        memsize: u64,
+    ) -> SiteGenerationStats {
         SiteGenerationStats {
-            site: SiteKey { file: Some(file.to_owned()), line: Some(line), object_type, class_name: None },
+            site: SiteKey {
+                file: Some(file.to_owned()),
+                line: Some(line),
+                object_type,
+                class_name: None,
+            },
             generation,
-            totals: Totals { count, memsize, bytesize: 0, references: count },
+            totals: Totals {
+                count,
+                memsize,
+                bytesize: 0,
+                references: count,
+            },
         }
     }
 
     fn rows() -> Vec<SiteGenerationStats> {
         vec![
-            row("/gems/rack-2.2.8/lib/rack.rb", 1, ObjectType::String, Some(3), 10, 400),
-            row("/gems/rack-2.2.8/lib/rack.rb", 1, ObjectType::String, Some(4), 5, 200),
+            row(
+                "/gems/rack-2.2.8/lib/rack.rb",
+                1,
+                ObjectType::String,
+                Some(3),
+                10,
+                400,
+            ),
+            row(
+                "/gems/rack-2.2.8/lib/rack.rb",
+                1,
+                ObjectType::String,
+                Some(4),
+                5,
+                200,
+            ),
             row("/app/a.rb", 2, ObjectType::Hash, Some(4), 1, 1000),
             row("/app/a.rb", 9, ObjectType::Array, None, 7, 280),
         ]
@@ -231,17 +272,41 @@ mod tests {
 
     #[test]
     fn test_rollup_groups_ranks_and_filters() {
-        let by_gem = rollup(&rows(), GroupBy::Gem, GenerationFilter::All, RankBy::Count, 10);
+        let by_gem = rollup(
+            &rows(),
+            GroupBy::Gem,
+            GenerationFilter::All,
+            RankBy::Count,
+            10,
+        );
         assert_eq!(by_gem[0].key, "rack");
         assert_eq!(by_gem[0].totals.count, 15);
         assert_eq!(by_gem[1].key, NO_GEM);
 
-        let generation_four = rollup(&rows(), GroupBy::Site, GenerationFilter::Only(4), RankBy::Memsize, 1);
+        let generation_four = rollup(
+            &rows(),
+            GroupBy::Site,
+            GenerationFilter::Only(4),
+            RankBy::Memsize,
+            1,
+        );
         assert_eq!(generation_four.len(), 1);
         assert_eq!(generation_four[0].key, "/app/a.rb:2");
 
-        let untracked = rollup(&rows(), GroupBy::Type, GenerationFilter::Untracked, RankBy::Count, 10);
-        assert_eq!(untracked, vec![RollupRow { key: "ARRAY".to_owned(), totals: rows()[3].totals }]);
+        let untracked = rollup(
+            &rows(),
+            GroupBy::Type,
+            GenerationFilter::Untracked,
+            RankBy::Count,
+            10,
+        );
+        assert_eq!(
+            untracked,
+            vec![RollupRow {
+                key: "ARRAY".to_owned(),
+                totals: rows()[3].totals
+            }]
+        );
     }
 
     #[test]
@@ -250,7 +315,10 @@ mod tests {
         assert_eq!(detail.totals.count, 6);
         assert_eq!(detail.by_count[0].key, "/gems/rack-2.2.8/lib/rack.rb:1");
         assert_eq!(detail.by_memsize[0].key, "/app/a.rb:2");
-        assert_eq!(detail.by_type_site[0].key, "STRING /gems/rack-2.2.8/lib/rack.rb:1");
+        assert_eq!(
+            detail.by_type_site[0].key,
+            "STRING /gems/rack-2.2.8/lib/rack.rb:1"
+        );
         assert_eq!(detail.reference_heavy.len(), 2);
     }
 }

@@ -19,7 +19,7 @@ pub struct DumpFileName {
 pub enum FileNameError {
     /// The name has neither known form.
     #[error(
-        "file name {0:?} has no timestamp: expected heap-<unix_ts>.dump or heap-<pid>-<unix_ts>-<jobs>.dump (or give the time explicitly)"
+        "file name {0:?} has no timestamp: expected heap-<unix_ts>.dump or heap-<pid>-<unix_ts>-<jobs>.dump"
     )]
     NoTimestamp(String),
 }
@@ -40,16 +40,23 @@ pub fn parse_dump_file_name(file_name: &str) -> Result<DumpFileName, FileNameErr
         .unwrap_or(stem);
     let fields = stem.strip_prefix("heap-").ok_or_else(no_timestamp)?;
     let numbers: Vec<&str> = fields.split('-').collect();
-    if numbers.iter().any(|number| number.is_empty() || !number.bytes().all(|byte| byte.is_ascii_digit())) {
+    if numbers
+        .iter()
+        .any(|number| number.is_empty() || !number.bytes().all(|byte| byte.is_ascii_digit()))
+    {
         return Err(no_timestamp());
     }
     let timestamp = |text: &str| {
-        text.parse::<i64>()
-            .ok()
-            .filter(|seconds| (MIN_PLAUSIBLE_UNIX_SECONDS..=MAX_PLAUSIBLE_UNIX_SECONDS).contains(seconds))
+        text.parse::<i64>().ok().filter(|seconds| {
+            (MIN_PLAUSIBLE_UNIX_SECONDS..=MAX_PLAUSIBLE_UNIX_SECONDS).contains(seconds)
+        })
     };
     match numbers.as_slice() {
-        [seconds] => Ok(DumpFileName { pid: None, taken_at_unix: timestamp(seconds).ok_or_else(no_timestamp)?, jobs: None }),
+        [seconds] => Ok(DumpFileName {
+            pid: None,
+            taken_at_unix: timestamp(seconds).ok_or_else(no_timestamp)?,
+            jobs: None,
+        }),
         [pid, seconds, jobs] => Ok(DumpFileName {
             pid: Some(pid.parse().map_err(|_| no_timestamp())?),
             taken_at_unix: timestamp(seconds).ok_or_else(no_timestamp)?,
@@ -67,19 +74,38 @@ mod tests {
     fn test_parse_dump_file_name_reads_both_forms() {
         assert_eq!(
             parse_dump_file_name("heap-1700000000.dump"),
-            Ok(DumpFileName { pid: None, taken_at_unix: 1_700_000_000, jobs: None })
+            Ok(DumpFileName {
+                pid: None,
+                taken_at_unix: 1_700_000_000,
+                jobs: None
+            })
         );
         assert_eq!(
             parse_dump_file_name("heap-4242-1700000060-1500.dump.gz"),
-            Ok(DumpFileName { pid: Some(4242), taken_at_unix: 1_700_000_060, jobs: Some(1500) })
+            Ok(DumpFileName {
+                pid: Some(4242),
+                taken_at_unix: 1_700_000_060,
+                jobs: Some(1500)
+            })
         );
     }
 
     #[test]
     fn test_parse_dump_file_name_rejects_names_without_timestamp() {
-        for name in ["dump.json", "heap.dump", "heap-abc.dump", "heap-12-34.dump", "heap-42.dump", "heap-1-2-3-4.dump", "heap--1700000000.dump"] {
+        for name in [
+            "dump.json",
+            "heap.dump",
+            "heap-abc.dump",
+            "heap-12-34.dump",
+            "heap-42.dump",
+            "heap-1-2-3-4.dump",
+            "heap--1700000000.dump",
+        ] {
             let error = parse_dump_file_name(name).unwrap_err();
-            assert!(error.to_string().contains("no timestamp"), "{name}: {error}");
+            assert!(
+                error.to_string().contains("no timestamp"),
+                "{name}: {error}"
+            );
         }
     }
 }

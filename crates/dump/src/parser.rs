@@ -155,11 +155,17 @@ impl DumpParser {
     }
 
     /// Records that the input ended early (for example a gzip stream cut short), then finishes.
-    pub fn finish_truncated<V: Visitor>(mut self, visitor: &mut V) -> Result<ParseStats, ParseError> {
+    pub fn finish_truncated<V: Visitor>(
+        mut self,
+        visitor: &mut V,
+    ) -> Result<ParseStats, ParseError> {
         self.stats.truncated = true;
         if self.options.strict {
             let line_number = self.stats.lines + 1;
-            return Err(ParseError::Strict(BadLine { line_number, reason: BadLineReason::Truncated }));
+            return Err(ParseError::Strict(BadLine {
+                line_number,
+                reason: BadLineReason::Truncated,
+            }));
         }
         if !self.skipping_long_line && !self.carry.is_empty() {
             self.carry.clear();
@@ -198,7 +204,10 @@ impl DumpParser {
             && let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(line)
         {
             let reason = BadLineReason::InvalidJson(error.to_string());
-            return Err(ParseError::Strict(BadLine { line_number, reason }));
+            return Err(ParseError::Strict(BadLine {
+                line_number,
+                reason,
+            }));
         }
         match parse_line_checked(line, self.may_hold_nul) {
             Ok(parsed) => {
@@ -218,8 +227,15 @@ impl DumpParser {
     }
 
     /// Counts a bad line for the current line number; fatal only in strict mode.
-    fn report<V: Visitor>(&mut self, reason: BadLineReason, visitor: &mut V) -> Result<(), ParseError> {
-        let bad_line = BadLine { line_number: self.stats.lines, reason };
+    fn report<V: Visitor>(
+        &mut self,
+        reason: BadLineReason,
+        visitor: &mut V,
+    ) -> Result<(), ParseError> {
+        let bad_line = BadLine {
+            line_number: self.stats.lines,
+            reason,
+        };
         if self.options.strict {
             return Err(ParseError::Strict(bad_line));
         }
@@ -261,7 +277,11 @@ mod tests {
         not json\n\
         {\"address\":\"0x2\", \"type\":\"ARRAY\", \"memsize\":40}\n";
 
-    fn parse_in_chunks(input: &[u8], chunk_size: usize, options: ParseOptions) -> (Collect, ParseStats) {
+    fn parse_in_chunks(
+        input: &[u8],
+        chunk_size: usize,
+        options: ParseOptions,
+    ) -> (Collect, ParseStats) {
         let mut parser = DumpParser::new(options);
         let mut collect = Collect::default();
         for chunk in input.chunks(chunk_size) {
@@ -276,12 +296,17 @@ mod tests {
         let (whole, whole_stats) = parse_in_chunks(DUMP, DUMP.len(), ParseOptions::default());
         assert_eq!(
             whole.0,
-            vec![(1, "vm".to_owned()), (2, "0x1".to_owned()), (4, "0x2".to_owned())]
+            vec![
+                (1, "vm".to_owned()),
+                (2, "0x1".to_owned()),
+                (4, "0x2".to_owned())
+            ]
         );
         assert_eq!(whole_stats.bad_lines, 1);
         assert_eq!(whole_stats.bad_line_samples[0].line_number, 3);
         for chunk_size in [1, 2, 3, 7, 50] {
-            let (chunked, chunked_stats) = parse_in_chunks(DUMP, chunk_size, ParseOptions::default());
+            let (chunked, chunked_stats) =
+                parse_in_chunks(DUMP, chunk_size, ParseOptions::default());
             assert_eq!(chunked.0, whole.0, "chunk size {chunk_size}");
             assert_eq!(chunked_stats, whole_stats, "chunk size {chunk_size}");
         }
@@ -295,7 +320,10 @@ mod tests {
         assert!(stats.truncated);
         assert_eq!(
             stats.bad_line_samples,
-            vec![BadLine { line_number: 2, reason: BadLineReason::Truncated }]
+            vec![BadLine {
+                line_number: 2,
+                reason: BadLineReason::Truncated
+            }]
         );
     }
 
@@ -312,21 +340,35 @@ mod tests {
     fn test_dump_parser_skips_overlong_lines_with_bounded_memory() {
         let mut input = b"{\"address\":\"0x1\", \"type\":\"STRING\", \"value\":\"".to_vec();
         input.extend(std::iter::repeat_n(b'x', 10_000));
-        input.extend_from_slice(b"\", \"memsize\":40}\n{\"address\":\"0x2\", \"type\":\"ARRAY\"}\n");
-        let options = ParseOptions { max_line_bytes: 1_000, ..ParseOptions::default() };
+        input
+            .extend_from_slice(b"\", \"memsize\":40}\n{\"address\":\"0x2\", \"type\":\"ARRAY\"}\n");
+        let options = ParseOptions {
+            max_line_bytes: 1_000,
+            ..ParseOptions::default()
+        };
         for chunk_size in [64, 100_000] {
             let (collect, stats) = parse_in_chunks(&input, chunk_size, options.clone());
-            assert_eq!(collect.0, vec![(2, "0x2".to_owned())], "chunk size {chunk_size}");
+            assert_eq!(
+                collect.0,
+                vec![(2, "0x2".to_owned())],
+                "chunk size {chunk_size}"
+            );
             assert_eq!(
                 stats.bad_line_samples,
-                vec![BadLine { line_number: 1, reason: BadLineReason::TooLong { limit: 1_000 } }]
+                vec![BadLine {
+                    line_number: 1,
+                    reason: BadLineReason::TooLong { limit: 1_000 }
+                }]
             );
         }
     }
 
     #[test]
     fn test_dump_parser_strict_mode_stops_at_first_bad_line() {
-        let mut parser = DumpParser::new(ParseOptions { strict: true, ..ParseOptions::default() });
+        let mut parser = DumpParser::new(ParseOptions {
+            strict: true,
+            ..ParseOptions::default()
+        });
         let error = parser.feed(DUMP, &mut Collect::default()).unwrap_err();
         match error {
             ParseError::Strict(bad_line) => assert_eq!(bad_line.line_number, 3),
@@ -352,14 +394,16 @@ mod tests {
             br#"{"type":"ROOT", "root":"vm", "references":["0x7f3056defcc8", "0x7f3056637fd0"]}"#,
             br#"{"address":"0x7f3056e1c020", "type":"IMEMO", "class":"0x7f3056e08a48", "imemo_type":"ment", "references":["0x7f3056e1c110"], "memsize":48}"#,
         ];
-        let interesting = [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', 0, 0xff, b'\n', b' '];
+        let interesting = [
+            b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', 0, 0xff, b'\n', b' ',
+        ];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut input = Vec::new();
         for _ in 0..20_000 {
             let mut line = seeds[(next_random(&mut state) % seeds.len() as u64) as usize].to_vec();
             for _ in 0..1 + next_random(&mut state) % 4 {
                 let position = (next_random(&mut state) % (line.len() as u64 + 1)) as usize;
-                let byte = if next_random(&mut state) % 2 == 0 {
+                let byte = if next_random(&mut state).is_multiple_of(2) {
                     interesting[(next_random(&mut state) % interesting.len() as u64) as usize]
                 } else {
                     next_random(&mut state) as u8
@@ -385,14 +429,20 @@ mod tests {
                 stats.lines,
                 "every line is a record or a skipped bad line"
             );
-            assert_eq!(collect.0.len() as u64, stats.objects + stats.roots + stats.shapes);
+            assert_eq!(
+                collect.0.len() as u64,
+                stats.objects + stats.roots + stats.shapes
+            );
             assert!(stats.bad_lines > 0 && stats.objects > 0);
         }
     }
 
     #[test]
     fn test_dump_parser_enforces_decompressed_size_limit() {
-        let mut parser = DumpParser::new(ParseOptions { max_dump_bytes: Some(10), ..ParseOptions::default() });
+        let mut parser = DumpParser::new(ParseOptions {
+            max_dump_bytes: Some(10),
+            ..ParseOptions::default()
+        });
         let error = parser.feed(DUMP, &mut Collect::default()).unwrap_err();
         assert!(matches!(error, ParseError::TooLarge { limit: 10 }));
     }

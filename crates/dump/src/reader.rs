@@ -26,9 +26,10 @@ pub fn parse_reader<R: Read, V: Visitor>(
     visitor: &mut V,
 ) -> Result<ParseStats, ParseError> {
     let mut buffered = BufReader::with_capacity(64 * 1024, reader);
-    let prefix = buffered
-        .fill_buf()
-        .map_err(|source| ParseError::Io { bytes_read: 0, source })?;
+    let prefix = buffered.fill_buf().map_err(|source| ParseError::Io {
+        bytes_read: 0,
+        source,
+    })?;
     if is_gzip(prefix) {
         parse_plain_reader(MultiGzDecoder::new(buffered), options, visitor)
     } else {
@@ -52,7 +53,10 @@ fn parse_plain_reader<R: Read, V: Visitor>(
                 return parser.finish_truncated(visitor);
             }
             Err(source) => {
-                return Err(ParseError::Io { bytes_read: parser.stats().bytes, source });
+                return Err(ParseError::Io {
+                    bytes_read: parser.stats().bytes,
+                    source,
+                });
             }
         }
     }
@@ -75,10 +79,10 @@ where
     use tokio::io::AsyncBufReadExt;
 
     let mut buffered = tokio::io::BufReader::with_capacity(64 * 1024, reader);
-    let prefix = buffered
-        .fill_buf()
-        .await
-        .map_err(|source| ParseError::Io { bytes_read: 0, source })?;
+    let prefix = buffered.fill_buf().await.map_err(|source| ParseError::Io {
+        bytes_read: 0,
+        source,
+    })?;
     if is_gzip(prefix) {
         let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(buffered);
         decoder.multiple_members(true);
@@ -111,7 +115,10 @@ where
                 return parser.finish_truncated(visitor);
             }
             Err(source) => {
-                return Err(ParseError::Io { bytes_read: parser.stats().bytes, source });
+                return Err(ParseError::Io {
+                    bytes_read: parser.stats().bytes,
+                    source,
+                });
             }
         }
     }
@@ -140,7 +147,12 @@ mod tests {
 
     fn dump_of(objects: usize) -> Vec<u8> {
         (0..objects)
-            .map(|index| format!("{{\"address\":\"0x{:x}\", \"type\":\"STRING\", \"memsize\":40}}\n", index + 1))
+            .map(|index| {
+                format!(
+                    "{{\"address\":\"0x{:x}\", \"type\":\"STRING\", \"memsize\":40}}\n",
+                    index + 1
+                )
+            })
             .collect::<String>()
             .into_bytes()
     }
@@ -155,9 +167,11 @@ mod tests {
     fn test_parse_reader_reads_plain_and_gzip_alike() {
         let plain = dump_of(1000);
         let mut plain_count = CountObjects::default();
-        let plain_stats = parse_reader(&plain[..], &ParseOptions::default(), &mut plain_count).unwrap();
+        let plain_stats =
+            parse_reader(&plain[..], &ParseOptions::default(), &mut plain_count).unwrap();
         let mut gzip_count = CountObjects::default();
-        let gzip_stats = parse_reader(&gzip(&plain)[..], &ParseOptions::default(), &mut gzip_count).unwrap();
+        let gzip_stats =
+            parse_reader(&gzip(&plain)[..], &ParseOptions::default(), &mut gzip_count).unwrap();
         assert_eq!(plain_count.0, 1000);
         assert_eq!(gzip_count.0, 1000);
         assert_eq!(plain_stats, gzip_stats);
@@ -170,7 +184,11 @@ mod tests {
         let mut count = CountObjects::default();
         let stats = parse_reader(cut, &ParseOptions::default(), &mut count).unwrap();
         assert!(stats.truncated);
-        assert!(count.0 > 0 && count.0 < 20_000, "kept the objects before the cut: {}", count.0);
+        assert!(
+            count.0 > 0 && count.0 < 20_000,
+            "kept the objects before the cut: {}",
+            count.0
+        );
     }
 
     #[test]
@@ -185,11 +203,17 @@ mod tests {
     async fn test_parse_async_reader_matches_blocking_reader() {
         let compressed = gzip(&dump_of(5000));
         let mut blocking_count = CountObjects::default();
-        let blocking = parse_reader(&compressed[..], &ParseOptions::default(), &mut blocking_count).unwrap();
+        let blocking = parse_reader(
+            &compressed[..],
+            &ParseOptions::default(),
+            &mut blocking_count,
+        )
+        .unwrap();
         let mut async_count = CountObjects::default();
-        let asynchronous = parse_async_reader(&compressed[..], &ParseOptions::default(), &mut async_count)
-            .await
-            .unwrap();
+        let asynchronous =
+            parse_async_reader(&compressed[..], &ParseOptions::default(), &mut async_count)
+                .await
+                .unwrap();
         assert_eq!(blocking, asynchronous);
         assert_eq!(async_count.0, 5000);
     }

@@ -320,9 +320,9 @@ impl<'a> References<'a> {
 
     /// Returns the referenced addresses; entries that are not hex addresses are skipped.
     pub fn addresses(&self) -> impl Iterator<Item = u64> + 'a {
-        self.raw
-            .split(|&byte| byte == b',')
-            .filter_map(|entry| crate::scan::parse_hex_address(entry.trim_ascii().trim_ascii_matches_quotes()))
+        self.raw.split(|&byte| byte == b',').filter_map(|entry| {
+            crate::scan::parse_hex_address(entry.trim_ascii().trim_ascii_matches_quotes())
+        })
     }
 }
 
@@ -416,6 +416,9 @@ pub struct ShapeRecord {
 }
 
 /// One parsed dump line.
+// Boxing the object variant would allocate once per line on the hot path; records are borrowed
+// by visitors, not stored, so their size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record<'a> {
     /// A heap object.
@@ -433,16 +436,25 @@ mod tests {
     #[test]
     fn test_object_type_round_trips_through_names_and_codes() {
         for object_type in ObjectType::ALL {
-            assert_eq!(ObjectType::from_dump_name(object_type.as_str().as_bytes()), object_type);
+            assert_eq!(
+                ObjectType::from_dump_name(object_type.as_str().as_bytes()),
+                object_type
+            );
             assert_eq!(ObjectType::from_code(object_type.code()), Some(object_type));
             assert_eq!(object_type.as_str().parse::<ObjectType>(), Ok(object_type));
         }
-        assert_eq!(ObjectType::from_dump_name(b"SOMETHING_NEW"), ObjectType::Unknown);
+        assert_eq!(
+            ObjectType::from_dump_name(b"SOMETHING_NEW"),
+            ObjectType::Unknown
+        );
     }
 
     #[test]
     fn test_json_str_decode_handles_escapes_and_bad_utf8() {
-        assert_eq!(JsonStr::new(br#"a\"b\\c\n\u00e9"#, true).decode(), "a\"b\\c\né");
+        assert_eq!(
+            JsonStr::new(br#"a\"b\\c\n\u00e9"#, true).decode(),
+            "a\"b\\c\né"
+        );
         assert_eq!(JsonStr::new(b"caf\xff", false).decode(), "caf\u{fffd}");
         assert_eq!(JsonStr::new(br"trailing\", true).decode(), "trailing\\");
         assert_eq!(JsonStr::new(br"\uZZZZ", true).decode(), "\\uZZZZ");

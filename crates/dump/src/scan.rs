@@ -72,7 +72,10 @@ fn known_keys(first: u8) -> &'static [(&'static [u8], Key)] {
             (b"class\"", Key::Class),
             (b"capacity\"", Key::Capacity),
             (b"chilled\"", Key::Flag(ObjectFlags::CHILLED)),
-            (b"compare_by_identity\"", Key::Flag(ObjectFlags::COMPARE_BY_IDENTITY)),
+            (
+                b"compare_by_identity\"",
+                Key::Flag(ObjectFlags::COMPARE_BY_IDENTITY),
+            ),
         ],
         b'f' => &[
             (b"file\"", Key::File),
@@ -84,14 +87,20 @@ fn known_keys(first: u8) -> &'static [(&'static [u8], Key)] {
         b'l' => &[(b"line\"", Key::Line), (b"length\"", Key::Length)],
         b'm' => &[(b"memsize\"", Key::Memsize), (b"method\"", Key::Method)],
         b'g' => &[(b"generation\"", Key::Generation)],
-        b'b' => &[(b"bytesize\"", Key::Bytesize), (b"broken\"", Key::Flag(ObjectFlags::BROKEN))],
+        b'b' => &[
+            (b"bytesize\"", Key::Bytesize),
+            (b"broken\"", Key::Flag(ObjectFlags::BROKEN)),
+        ],
         b'v' => &[(b"value\"", Key::Value)],
         b'r' => &[
             (b"references\"", Key::References),
             (b"root\"", Key::Root),
             (b"real_class_name\"", Key::RealClassName),
         ],
-        b'e' => &[(b"embedded\"", Key::Flag(ObjectFlags::EMBEDDED)), (b"encoding\"", Key::Encoding)],
+        b'e' => &[
+            (b"embedded\"", Key::Flag(ObjectFlags::EMBEDDED)),
+            (b"encoding\"", Key::Encoding),
+        ],
         b's' => &[
             (b"shared\"", Key::Flag(ObjectFlags::SHARED)),
             (b"size\"", Key::Size),
@@ -102,7 +111,11 @@ fn known_keys(first: u8) -> &'static [(&'static [u8], Key)] {
             (b"slot_size\"", Key::SlotSize),
         ],
         b'n' => &[(b"name\"", Key::Name)],
-        b'i' => &[(b"ivars\"", Key::Ivars), (b"imemo_type\"", Key::ImemoType), (b"id\"", Key::Id)],
+        b'i' => &[
+            (b"ivars\"", Key::Ivars),
+            (b"imemo_type\"", Key::ImemoType),
+            (b"id\"", Key::Id),
+        ],
         b'o' => &[(b"object_id\"", Key::ObjectId)],
         _ => &[],
     }
@@ -132,8 +145,12 @@ fn has_prefix(text: &[u8], prefix: &[u8]) -> bool {
                 && word(text, 8) == word(prefix, 8)
                 && word(text, length - 8) == word(prefix, length - 8)
         }
-        8..=15 => word(text, 0) == word(prefix, 0) && word(text, length - 8) == word(prefix, length - 8),
-        4..=7 => half(text, 0) == half(prefix, 0) && half(text, length - 4) == half(prefix, length - 4),
+        8..=15 => {
+            word(text, 0) == word(prefix, 0) && word(text, length - 8) == word(prefix, length - 8)
+        }
+        4..=7 => {
+            half(text, 0) == half(prefix, 0) && half(text, length - 4) == half(prefix, length - 4)
+        }
         _ => text[..length] == *prefix,
     }
 }
@@ -154,8 +171,15 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, BadLineReason> {
 /// Parses one line; `may_hold_nul` is false when the caller knows the line has no NUL byte
 /// (the parser checks whole chunks at once, which is much cheaper than every line).
 #[inline]
-pub(crate) fn parse_line_checked(line: &[u8], may_hold_nul: bool) -> Result<ParsedLine<'_>, BadLineReason> {
-    let mut cursor = Cursor { line, position: 0, repair: None };
+pub(crate) fn parse_line_checked(
+    line: &[u8],
+    may_hold_nul: bool,
+) -> Result<ParsedLine<'_>, BadLineReason> {
+    let mut cursor = Cursor {
+        line,
+        position: 0,
+        repair: None,
+    };
     if may_hold_nul && memchr(0, line).is_some() {
         cursor.note_repair(BadLineReason::NulByte);
     }
@@ -208,7 +232,9 @@ pub(crate) fn parse_line_checked(line: &[u8], may_hold_nul: bool) -> Result<Pars
                 Key::Encoding => object.encoding = Some(cursor.read_string()?),
                 Key::Capacity => object.capacity = Some(cursor.read_u64("capacity")?),
                 Key::Name => object.name = Some(cursor.read_text("name")?),
-                Key::RealClassName => object.real_class_name = Some(cursor.read_text("real_class_name")?),
+                Key::RealClassName => {
+                    object.real_class_name = Some(cursor.read_text("real_class_name")?)
+                }
                 Key::Superclass => object.superclass = Some(cursor.read_hex_string("superclass")?),
                 Key::Ivars => object.ivars = Some(cursor.read_u64("ivars")?),
                 Key::Length => object.length = Some(cursor.read_u64("length")?),
@@ -238,12 +264,14 @@ pub(crate) fn parse_line_checked(line: &[u8], may_hold_nul: bool) -> Result<Pars
     }
 
     let record = match kind {
-        Some(LineKind::Root) => {
-            Record::Root(RootRecord { root: root_name, references: object.references })
-        }
-        Some(LineKind::Shape) => {
-            Record::Shape(ShapeRecord { id: shape_id, memsize: object.memsize })
-        }
+        Some(LineKind::Root) => Record::Root(RootRecord {
+            root: root_name,
+            references: object.references,
+        }),
+        Some(LineKind::Shape) => Record::Shape(ShapeRecord {
+            id: shape_id,
+            memsize: object.memsize,
+        }),
         Some(LineKind::Object(object_type)) if has_address => {
             object.object_type = Some(object_type);
             Record::Object(object)
@@ -251,7 +279,10 @@ pub(crate) fn parse_line_checked(line: &[u8], may_hold_nul: bool) -> Result<Pars
         None if has_address => Record::Object(object),
         _ => return Err(BadLineReason::MissingAddress),
     };
-    Ok(ParsedLine { record, repair: cursor.repair })
+    Ok(ParsedLine {
+        record,
+        repair: cursor.repair,
+    })
 }
 
 /// Parses `0x7f3056e1c0e8` (or bare hex digits) into an address.
@@ -307,7 +338,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn malformed(&self, expected: &'static str) -> BadLineReason {
-        BadLineReason::Malformed { offset: self.position, expected: expected.into() }
+        BadLineReason::Malformed {
+            offset: self.position,
+            expected: expected.into(),
+        }
     }
 
     fn note_repair(&mut self, reason: BadLineReason) {
@@ -435,13 +469,18 @@ impl<'a> Cursor<'a> {
                 end += 1;
             }
             let digits = end - self.position - 3;
-            if self.line.get(end) == Some(&b'"') && (1..=16).contains(&digits) && self.closes_string(end) {
+            if self.line.get(end) == Some(&b'"')
+                && (1..=16).contains(&digits)
+                && self.closes_string(end)
+            {
                 self.position = end + 1;
                 return Ok(value);
             }
         }
         let text = self.read_string()?;
-        parse_hex_address(text.raw()).ok_or(BadLineReason::InvalidField { field: field.into() })
+        parse_hex_address(text.raw()).ok_or(BadLineReason::InvalidField {
+            field: field.into(),
+        })
     }
 
     /// Reads the raw text of a scalar (number, `true`, `false`, `null`).
@@ -459,24 +498,32 @@ impl<'a> Cursor<'a> {
     fn read_u64(&mut self, field: &'static str) -> Result<u64, BadLineReason> {
         let digits = self.read_scalar();
         if digits.is_empty() || digits.len() > 20 {
-            return Err(BadLineReason::InvalidField { field: field.into() });
+            return Err(BadLineReason::InvalidField {
+                field: field.into(),
+            });
         }
         let mut value: u64 = 0;
         for &byte in digits {
             if !byte.is_ascii_digit() {
-                return Err(BadLineReason::InvalidField { field: field.into() });
+                return Err(BadLineReason::InvalidField {
+                    field: field.into(),
+                });
             }
             value = value
                 .checked_mul(10)
                 .and_then(|value| value.checked_add(u64::from(byte - b'0')))
-                .ok_or(BadLineReason::InvalidField { field: field.into() })?;
+                .ok_or(BadLineReason::InvalidField {
+                    field: field.into(),
+                })?;
         }
         Ok(value)
     }
 
     fn read_u32(&mut self, field: &'static str) -> Result<u32, BadLineReason> {
         let value = self.read_u64(field)?;
-        u32::try_from(value).map_err(|_| BadLineReason::InvalidField { field: field.into() })
+        u32::try_from(value).map_err(|_| BadLineReason::InvalidField {
+            field: field.into(),
+        })
     }
 
     fn read_i64(&mut self, field: &'static str) -> Result<i64, BadLineReason> {
@@ -485,7 +532,9 @@ impl<'a> Cursor<'a> {
             self.position += 1;
         }
         let magnitude = self.read_u64(field)?;
-        let magnitude = i64::try_from(magnitude).map_err(|_| BadLineReason::InvalidField { field: field.into() })?;
+        let magnitude = i64::try_from(magnitude).map_err(|_| BadLineReason::InvalidField {
+            field: field.into(),
+        })?;
         Ok(if negative { -magnitude } else { magnitude })
     }
 
@@ -501,7 +550,11 @@ impl<'a> Cursor<'a> {
         match self.read_scalar() {
             b"true" => flags.set(flag),
             b"false" | b"null" => {}
-            _ => return Err(BadLineReason::InvalidField { field: "flag".into() }),
+            _ => {
+                return Err(BadLineReason::InvalidField {
+                    field: "flag".into(),
+                });
+            }
         }
         Ok(())
     }
@@ -510,7 +563,8 @@ impl<'a> Cursor<'a> {
     fn read_references(&mut self) -> Result<References<'a>, BadLineReason> {
         self.expect(b'[', "'[' starting references")?;
         let start = self.position;
-        let length = memchr(b']', &self.line[start..]).ok_or_else(|| self.malformed("']' ending references"))?;
+        let length = memchr(b']', &self.line[start..])
+            .ok_or_else(|| self.malformed("']' ending references"))?;
         let inner = &self.line[start..start + length];
         self.position = start + length + 1;
         let count = if inner.trim_ascii().is_empty() {
@@ -518,7 +572,9 @@ impl<'a> Cursor<'a> {
         } else {
             memchr_iter(b',', inner).count() + 1
         };
-        let count = u32::try_from(count).map_err(|_| BadLineReason::InvalidField { field: "references".into() })?;
+        let count = u32::try_from(count).map_err(|_| BadLineReason::InvalidField {
+            field: "references".into(),
+        })?;
         Ok(References::new(inner, count))
     }
 
@@ -657,7 +713,9 @@ mod tests {
         let line = br#"{"address":"0x7f3056e1c0e8", "type":"STRING", "class":"0x7f305663a438", "frozen":true, "embedded":true, "fstring":true, "bytesize":10, "value":"/usr/share", "encoding":"UTF-8", "file":"/app/x.rb", "line":12, "method":"call", "generation":34, "memsize":40, "flags":{"wb_protected":true, "old":true, "uncollectible":true, "marked":true}}"#;
         let parsed = parse_line(line).unwrap();
         assert_eq!(parsed.repair, None);
-        let Record::Object(object) = parsed.record else { panic!("not an object") };
+        let Record::Object(object) = parsed.record else {
+            panic!("not an object")
+        };
         assert_eq!(object.address, 0x7f3056e1c0e8);
         assert_eq!(object.object_type, Some(ObjectType::String));
         assert_eq!(object.class, Some(0x7f305663a438));
@@ -668,20 +726,37 @@ mod tests {
         assert_eq!(object.method.unwrap().decode(), "call");
         assert_eq!(object.generation, Some(34));
         assert_eq!(object.memsize, 40);
-        assert!(object.flags.contains(ObjectFlags::FROZEN | ObjectFlags::FSTRING | ObjectFlags::OLD));
+        assert!(
+            object
+                .flags
+                .contains(ObjectFlags::FROZEN | ObjectFlags::FSTRING | ObjectFlags::OLD)
+        );
         assert!(!object.flags.contains(ObjectFlags::SHARED));
     }
 
     #[test]
     fn test_parse_line_reads_roots_and_shapes() {
-        let root = parse_line(br#"{"type":"ROOT", "root":"vm", "references":["0x1", "0x2", "0x3"]}"#).unwrap();
-        let Record::Root(root) = root.record else { panic!("not a root") };
+        let root =
+            parse_line(br#"{"type":"ROOT", "root":"vm", "references":["0x1", "0x2", "0x3"]}"#)
+                .unwrap();
+        let Record::Root(root) = root.record else {
+            panic!("not a root")
+        };
         assert_eq!(root.root.raw(), b"vm");
         assert_eq!(root.references.len(), 3);
-        assert_eq!(root.references.addresses().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            root.references.addresses().collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
 
         let shape = parse_line(br#"{"address":"0x7f00", "type":"SHAPE", "id":7, "parent_id":3, "depth":2, "shape_type":"IVAR", "edge_name":"@a", "memsize":120}"#).unwrap();
-        assert_eq!(shape.record, Record::Shape(ShapeRecord { id: Some(7), memsize: 120 }));
+        assert_eq!(
+            shape.record,
+            Record::Shape(ShapeRecord {
+                id: Some(7),
+                memsize: 120
+            })
+        );
     }
 
     #[test]
@@ -703,20 +778,26 @@ mod tests {
 
     #[test]
     fn test_parse_line_repairs_unescaped_quote_in_class_name() {
-        let line = br##"{"address":"0x10", "type":"CLASS", "name":"#<Class:"weird">", "memsize":40}"##;
+        let line =
+            br##"{"address":"0x10", "type":"CLASS", "name":"#<Class:"weird">", "memsize":40}"##;
         let parsed = parse_line(line).unwrap();
         assert_eq!(parsed.repair, Some(BadLineReason::UnescapedQuote));
-        let Record::Object(object) = parsed.record else { panic!("not an object") };
+        let Record::Object(object) = parsed.record else {
+            panic!("not an object")
+        };
         assert_eq!(object.name.unwrap().raw(), br##"#<Class:"weird">"##);
         assert_eq!(object.memsize, 40);
     }
 
     #[test]
     fn test_parse_line_repairs_trailing_unescaped_backslash() {
-        let line = br#"{"address":"0x10", "type":"STRING", "file":"C:\app\", "line":3, "memsize":40}"#;
+        let line =
+            br#"{"address":"0x10", "type":"STRING", "file":"C:\app\", "line":3, "memsize":40}"#;
         let parsed = parse_line(line).unwrap();
         assert_eq!(parsed.repair, Some(BadLineReason::InvalidEscape));
-        let Record::Object(object) = parsed.record else { panic!("not an object") };
+        let Record::Object(object) = parsed.record else {
+            panic!("not an object")
+        };
         assert_eq!(object.file.unwrap().raw(), br"C:\app\");
         assert_eq!(object.line, Some(3));
     }
@@ -726,29 +807,53 @@ mod tests {
         let line = br#"{"address":"0x10", "type":"STRING", "value":"say \"hi\", \"there\"\\", "memsize":40}"#;
         let parsed = parse_line(line).unwrap();
         assert_eq!(parsed.repair, None);
-        let Record::Object(object) = parsed.record else { panic!("not an object") };
+        let Record::Object(object) = parsed.record else {
+            panic!("not an object")
+        };
         assert_eq!(object.value.unwrap().decode(), r#"say "hi", "there"\"#);
     }
 
     #[test]
     fn test_parse_line_reports_nul_and_bad_utf8_as_repairs() {
-        let nul = b"{\"address\":\"0x10\", \"type\":\"STRING\", \"method\":\"a\0b\", \"memsize\":40}";
-        assert_eq!(parse_line(nul).unwrap().repair, Some(BadLineReason::NulByte));
-        let utf8 = b"{\"address\":\"0x10\", \"type\":\"STRING\", \"method\":\"caf\xe9\", \"memsize\":40}";
-        assert_eq!(parse_line(utf8).unwrap().repair, Some(BadLineReason::InvalidUtf8("method".into())));
+        let nul =
+            b"{\"address\":\"0x10\", \"type\":\"STRING\", \"method\":\"a\0b\", \"memsize\":40}";
+        assert_eq!(
+            parse_line(nul).unwrap().repair,
+            Some(BadLineReason::NulByte)
+        );
+        let utf8 =
+            b"{\"address\":\"0x10\", \"type\":\"STRING\", \"method\":\"caf\xe9\", \"memsize\":40}";
+        assert_eq!(
+            parse_line(utf8).unwrap().repair,
+            Some(BadLineReason::InvalidUtf8("method".into()))
+        );
     }
 
     #[test]
     fn test_parse_line_rejects_garbage_with_a_reason() {
-        assert!(matches!(parse_line(b"\x00\xff garbage"), Err(BadLineReason::Malformed { .. })));
+        assert!(matches!(
+            parse_line(b"\x00\xff garbage"),
+            Err(BadLineReason::Malformed { .. })
+        ));
         assert_eq!(parse_line(b"   "), Err(BadLineReason::Blank));
-        assert!(matches!(parse_line(br#"{"address":"0x1", "type":"STR"#), Err(BadLineReason::Malformed { .. })));
-        assert_eq!(parse_line(br#"{"type":"STRING"}"#), Err(BadLineReason::MissingAddress));
+        assert!(matches!(
+            parse_line(br#"{"address":"0x1", "type":"STR"#),
+            Err(BadLineReason::Malformed { .. })
+        ));
+        assert_eq!(
+            parse_line(br#"{"type":"STRING"}"#),
+            Err(BadLineReason::MissingAddress)
+        );
         assert_eq!(
             parse_line(br#"{"address":"zz", "type":"STRING"}"#),
-            Err(BadLineReason::InvalidField { field: "address".into() })
+            Err(BadLineReason::InvalidField {
+                field: "address".into()
+            })
         );
-        assert!(matches!(parse_line(br#"{"address":"0x1"} trailing"#), Err(BadLineReason::Malformed { .. })));
+        assert!(matches!(
+            parse_line(br#"{"address":"0x1"} trailing"#),
+            Err(BadLineReason::Malformed { .. })
+        ));
     }
 
     #[test]
