@@ -257,3 +257,134 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use heapfleet_catalog::{ProcessKey, SqliteCatalog};
+    use heapfleet_storage::MemoryStore;
+
+    use super::*;
+
+    fn new_dump(file_name: &str) -> NewDump {
+        NewDump {
+            process: ProcessKey {
+                tenant: "t".to_owned(),
+                host: "h".to_owned(),
+                pid: 1,
+                instance: String::new(),
+            },
+            taken_at_unix: 1_700_000_000,
+            jobs: None,
+            role: None,
+            labels: BTreeMap::new(),
+            file_name: file_name.to_owned(),
+            size_bytes: 0,
+            content_sha256: String::new(),
+            gc_count: None,
+            rss_bytes: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn test_import_file_twice_stores_one_identical_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(dir.path()).await.unwrap();
+        let store: Arc<dyn AggregateStore> = Arc::new(MemoryStore::new());
+        let dump = heapfleet_tests::fixture("dumps/small")
+            .read_dir()
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "dump")
+            })
+            .unwrap();
+
+        let first = import_file(
+            &dump,
+            new_dump("a.dump"),
+            &catalog,
+            store.clone(),
+            ParseOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(!first.already_imported);
+        assert_eq!(first.dump.status, DumpStatus::Ready);
+        let stored_first = store
+            .get_dump_aggregates(first.dump.id.as_str())
+            .await
+            .unwrap();
+        let index_first = store.load_index(first.dump.id.as_str()).await.unwrap();
+        assert_eq!(index_first.entries.len() as u64, first.dump.objects);
+
+        let second = import_file(
+            &dump,
+            new_dump("a.dump"),
+            &catalog,
+            store.clone(),
+            ParseOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(second.already_imported);
+        assert_eq!(second.dump.id, first.dump.id);
+
+        // A forced re-ingest under the same id overwrites: same rows, same index, no doubling.
+        let file = std::fs::File::open(&dump).unwrap();
+        parse_into_store(file, &first.dump.id, store.clone(), ParseOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_dump_aggregates(first.dump.id.as_str())
+                .await
+                .unwrap(),
+            stored_first
+        );
+        assert_eq!(
+            store
+                .load_index(first.dump.id.as_str())
+                .await
+                .unwrap()
+                .entries,
+            index_first.entries
+        );
+    }
+
+    #[tokio::test]
+    async fn test_import_file_marks_a_dump_without_objects_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(dir.path()).await.unwrap();
+        let store: Arc<dyn AggregateStore> = Arc::new(MemoryStore::new());
+        let binary = heapfleet_tests::fixture("dumps/bad/binary.dump");
+        let error = import_file(
+            &binary,
+            new_dump("binary.dump"),
+            &catalog,
+            store,
+            ParseOptions::default(),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(error, IngestError::NoObjects { bad_lines: 14, .. }),
+            "{error}"
+        );
+        let dumps = catalog
+            .list_dumps(&heapfleet_catalog::DumpFilter::for_tenant("t"))
+            .await
+            .unwrap();
+        assert_eq!(dumps.len(), 1);
+        let reason = dumps[0].status.failure_reason().unwrap();
+        assert!(
+            reason.contains("no heap objects") && reason.contains("line 1"),
+            "{reason}"
+        );
+    }
+}
