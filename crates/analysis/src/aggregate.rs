@@ -145,15 +145,16 @@ impl FileInterner {
 /// fills up, keys seen fewer than `min_count` times are dropped and the bar rises. Counts are
 /// therefore lower bounds; strings duplicated often are found.
 struct DuplicateCounter {
-    seen_once: Vec<u64>,
+    /// 32-bit fingerprints of keys seen once; small enough to stay in L2 cache.
+    seen_once: Vec<u32>,
     /// Keyed by a 64-bit hash of (content, site, generation); collisions are negligible.
     entries: HashMap<u64, DuplicateEntry, FixedState>,
     hasher: FixedState,
     min_count: u64,
 }
 
-/// Slots in the first-sighting table (2 MiB of hashes).
-const SEEN_ONCE_SLOTS: usize = 1 << 18;
+/// Slots in the first-sighting table (256 KiB of fingerprints).
+const SEEN_ONCE_SLOTS: usize = 1 << 16;
 
 struct DuplicateEntry {
     site: u32,
@@ -191,9 +192,11 @@ impl DuplicateCounter {
         let entry = match self.entries.get_mut(&key_hash) {
             Some(entry) => entry,
             None => {
+                // Slot from the low bits, fingerprint from the high bits (never 0, the empty mark).
+                let fingerprint = ((key_hash >> 32) as u32) | 1;
                 let slot = &mut self.seen_once[(key_hash as usize) & (SEEN_ONCE_SLOTS - 1)];
-                if *slot != key_hash {
-                    *slot = key_hash;
+                if *slot != fingerprint {
+                    *slot = fingerprint;
                     return;
                 }
                 *slot = 0;
