@@ -302,7 +302,13 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
                 .map_or(ABSENT, |file| self.files.intern(file.raw())),
             line: object.line.unwrap_or(ABSENT),
             object_type,
-            class: object.class.unwrap_or(0),
+            // An IMEMO's "class" slot holds VM-internal data (a cref's class, a method entry's
+            // owner), not the object's class; naming it would mislead.
+            class: if object_type == ObjectType::Imemo {
+                0
+            } else {
+                object.class.unwrap_or(0)
+            },
         };
         let generation = object.generation.unwrap_or(NO_GENERATION);
         let (site, totals) = match self.totals.get_mut(&(key, generation)) {

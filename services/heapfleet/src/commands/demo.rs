@@ -16,6 +16,12 @@ use crate::output::{Format, print_json, print_line};
 /// The host the example dumps are filed under.
 const DEMO_HOST: &str = "demo-host";
 
+/// Reads the truth Ruby recorded while writing the example series, if it is there.
+fn read_truth(dumps: &std::path::Path) -> Option<serde_json::Value> {
+    let text = std::fs::read(dumps.join("series-truth.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
 pub(crate) async fn run(local: &Local, args: DemoArgs, format: Format) -> anyhow::Result<ExitCode> {
     if !args.dumps.is_dir() {
         bail!(
@@ -64,11 +70,42 @@ pub(crate) async fn run(local: &Local, args: DemoArgs, format: Format) -> anyhow
             dumps::print_table(&series)?;
             print_line("")?;
             diff::print(&series, &diff_result, 10, Format::Table)?;
+            print_line("")?;
+            if let Some(truth) = read_truth(&args.dumps) {
+                for (role, what) in [
+                    ("leak", "planted leak"),
+                    ("cache", "bounded cache (entries replaced, slots reused)"),
+                ] {
+                    let (file, line) = (
+                        truth[role]["file"].as_str().unwrap_or_default(),
+                        truth[role]["line"].as_u64(),
+                    );
+                    let retained: u64 = diff_result
+                        .rows
+                        .iter()
+                        .filter(|row| {
+                            row.site
+                                .file
+                                .as_deref()
+                                .is_some_and(|path| path.ends_with(file))
+                                && row.site.line.map(u64::from) == line
+                        })
+                        .map(|row| row.totals.count)
+                        .sum();
+                    print_line(&format!(
+                        "{what} at {file}:{}: {retained} retained (Ruby recorded {} by object_id)",
+                        line.unwrap_or_default(),
+                        truth[role]["retained_after_first"]
+                    ))?;
+                }
+                print_line(
+                    "An address-only diff (heapy's) blames the cache for objects that merely reuse freed slots\n\
+                     and misses leaked objects that landed in slots used at the first dump.",
+                )?;
+            }
             print_line(
-                "\nThe top row is the planted leak: objects allocated after the first dump and still alive in every\n\
-                 later one. The bounded cache, whose replaced entries reuse freed slots, is not reported: an\n\
-                 address-only diff (heapy's) would blame it. Next: `heapfleet show <dump> --by site`,\n\
-                 `heapfleet show <dump> --generation <n>`, `heapfleet diff <dump> <dump> ...`, `heapfleet --help`.",
+                "Next: `heapfleet show <dump> --by site`, `heapfleet show <dump> --generation <n>`,\n\
+                 `heapfleet diff <dump> <dump> ...`, `heapfleet --help`.",
             )?;
         }
     }
