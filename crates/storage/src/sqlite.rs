@@ -16,15 +16,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use heapfleet_analysis::{DumpAggregates, IndexedDump, SiteGenerationStats, SiteKey, Totals};
 use heapfleet_dump::ObjectType;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use heapfleet_sqlite::{BlockingConnection, Migration};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::error::{Result, StorageError};
 use crate::store::{
@@ -35,16 +32,6 @@ use crate::store::{
 
 /// The store's file name inside the directory given to [`SqliteStore::open`].
 pub const STORE_FILE_NAME: &str = "store.sqlite";
-
-/// How long a call waits for a lock held by another connection before it fails as
-/// `Unavailable`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One schema step: `sql` takes the database from `version - 1` to `version`.
-struct Migration {
-    version: i64,
-    sql: &'static str,
-}
 
 /// Every schema step, in order. Append only: a released step never changes.
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -64,7 +51,7 @@ const NO_GENERATION: i64 = -1;
 /// The embedded aggregate store: a SQLite file in WAL mode with `synchronous=FULL`.
 pub struct SqliteStore {
     path: PathBuf,
-    connection: Arc<Mutex<Connection>>,
+    connection: BlockingConnection,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -83,16 +70,18 @@ impl SqliteStore {
         let directory = directory.as_ref().to_path_buf();
         let path = directory.join(STORE_FILE_NAME);
         let open_path = path.clone();
-        let connection =
-            tokio::task::spawn_blocking(move || open_connection(&directory, &open_path))
-                .await
-                .map_err(|join_error| StorageError::Internal {
-                    message: "opening the store panicked".to_owned(),
-                    source: Some(join_error.into()),
-                })??;
+        let connection = tokio::task::spawn_blocking(move || {
+            heapfleet_sqlite::open_durable(&open_path, MIGRATIONS)
+        })
+        .await
+        .map_err(|join_error| StorageError::Internal {
+            message: "opening the store panicked".to_owned(),
+            source: Some(join_error.into()),
+        })?
+        .map_err(|open_error| open_failed(&path, open_error))?;
         Ok(SqliteStore {
             path,
-            connection: Arc::new(Mutex::new(connection)),
+            connection: BlockingConnection::new(connection),
         })
     }
 
@@ -107,100 +96,39 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            // A panic while the lock was held leaves nothing half-done in the database (the
-            // transaction rolls back on drop), so a poisoned lock is still safe to use.
-            let mut guard = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            operation(&mut guard)
-        })
-        .await
-        .map_err(|join_error| StorageError::Internal {
-            message: "store operation panicked".to_owned(),
-            source: Some(join_error.into()),
-        })?
+        self.connection
+            .run(operation)
+            .await
+            .map_err(|join_error| StorageError::Internal {
+                message: "store operation panicked".to_owned(),
+                source: Some(join_error.into()),
+            })?
     }
 }
 
-fn open_connection(directory: &Path, path: &Path) -> Result<Connection> {
-    std::fs::create_dir_all(directory).map_err(|io_error| StorageError::Unavailable {
-        message: format!("failed to create store directory {}", directory.display()),
-        source: io_error.into(),
-    })?;
-    let mut connection = Connection::open(path).map_err(sqlite_error(format!(
-        "failed to open store {}",
-        path.display()
-    )))?;
-    configure(&connection).map_err(sqlite_error("failed to configure the store"))?;
-    migrate(&mut connection)?;
-    Ok(connection)
-}
-
-/// Sets the pragmas every connection needs before its first statement.
-fn configure(connection: &Connection) -> rusqlite::Result<()> {
-    connection.busy_timeout(BUSY_TIMEOUT)?;
-    // synchronous=FULL syncs the WAL at every commit: nothing is acknowledged before it is on
-    // disk.
-    let journal_mode: String =
-        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !journal_mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "journal_mode is {journal_mode}, expected wal"
-        )));
+/// Files a failure to open the database under the variant the caller can act on.
+fn open_failed(path: &Path, error: heapfleet_sqlite::OpenError) -> StorageError {
+    let message = format!("failed to open the store at {}", path.display());
+    match error {
+        heapfleet_sqlite::OpenError::NewerSchema { .. } => {
+            StorageError::Invalid(format!("{message}: {error}"))
+        }
+        error if error.is_transient() => StorageError::Unavailable {
+            message,
+            source: error.into(),
+        },
+        error => StorageError::Internal {
+            message,
+            source: Some(error.into()),
+        },
     }
-    connection.pragma_update(None, "synchronous", "FULL")?;
-    Ok(())
-}
-
-/// Applies the pending migrations in one immediate transaction, so two processes opening the
-/// same file at once cannot both apply a step.
-fn migrate(connection: &mut Connection) -> Result<()> {
-    let latest = MIGRATIONS.last().map_or(0, |migration| migration.version);
-    let transaction = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_error("failed to lock the store for migration"))?;
-    let current: i64 = transaction
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(sqlite_error("failed to read the store schema version"))?;
-    if current > latest {
-        return Err(StorageError::Invalid(format!(
-            "store schema version {current} is newer than this build supports ({latest})"
-        )));
-    }
-    for migration in MIGRATIONS
-        .iter()
-        .filter(|migration| migration.version > current)
-    {
-        transaction
-            .execute_batch(migration.sql)
-            .map_err(sqlite_error(format!(
-                "failed to apply store migration {}",
-                migration.version
-            )))?;
-        transaction
-            .pragma_update(None, "user_version", migration.version)
-            .map_err(sqlite_error("failed to record the store schema version"))?;
-    }
-    transaction
-        .commit()
-        .map_err(sqlite_error("failed to commit store migrations"))
 }
 
 /// Returns a mapper that files a SQLite error under the variant the caller can act on.
 fn sqlite_error(message: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StorageError {
     move |error| {
         let message = message.into();
-        let transient = matches!(
-            error.sqlite_error_code(),
-            Some(
-                ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::DiskFull
-                    | ErrorCode::CannotOpen
-                    | ErrorCode::SystemIoFailure
-                    | ErrorCode::OutOfMemory
-            )
-        );
+        let transient = heapfleet_sqlite::is_transient(&error);
         if transient {
             StorageError::Unavailable {
                 message,
