@@ -103,19 +103,20 @@ impl MatchIndex {
         }
     }
 
-    /// Returns the position of the entry that is the same object as `entry`, if any.
-    fn find(
-        &self,
-        entry: &IndexEntry,
-        global_sites: &[u32],
-        entries: &[IndexEntry],
-    ) -> Option<usize> {
+    /// Returns the position of the entry that is the same object as `entry`, whose site is
+    /// `global_site` in the diff-wide table, if any.
+    fn find(&self, entry: &IndexEntry, global_site: u32, entries: &[IndexEntry]) -> Option<usize> {
         if let Some(object_id) = entry.object_id
             && let Some(&position) = self.by_object_id.get(&object_id)
         {
             return Some(position);
         }
-        let position = *self.by_slot.get(&slot_identity(entry, global_sites))?;
+        let identity = SlotIdentity {
+            address: entry.address,
+            site: global_site,
+            generation: entry.generation,
+        };
+        let position = *self.by_slot.get(&identity)?;
         // Same slot, site and generation, but both carry different object ids: two objects.
         match (entry.object_id, entries[position].object_id) {
             (Some(left), Some(right)) if left != right => None,
@@ -181,7 +182,11 @@ pub fn diff(dumps: &[IndexedDump]) -> Result<DiffResult, DiffError> {
         .iter()
         .filter(|entry| {
             first
-                .find(entry, &global_sites[1], &dumps[0].entries)
+                .find(
+                    entry,
+                    global_sites[1][entry.site as usize],
+                    &dumps[0].entries,
+                )
                 .is_none()
                 && !allocated_before_first(entry)
         })
@@ -195,8 +200,7 @@ pub fn diff(dumps: &[IndexedDump]) -> Result<DiffResult, DiffError> {
         let mut unmatched = Vec::new();
         let mut survivors = Vec::with_capacity(candidates.len());
         for (site, entry) in candidates {
-            let as_later = IndexEntry { site: 0, ..entry };
-            match later.find_global(&as_later, site, &dump.entries, &global_sites[dump_position]) {
+            match later.find(&entry, site, &dump.entries) {
                 Some(position) if !claimed[position] => {
                     claimed[position] = true;
                     survivors.push((site, dump.entries[position]));
@@ -250,34 +254,6 @@ pub fn diff(dumps: &[IndexedDump]) -> Result<DiffResult, DiffError> {
             .then_with(|| left.site.cmp(&right.site))
     });
     Ok(DiffResult { rows, total })
-}
-
-impl MatchIndex {
-    /// Like [`MatchIndex::find`] for an entry whose site is already a diff-wide id.
-    fn find_global(
-        &self,
-        entry: &IndexEntry,
-        global_site: u32,
-        entries: &[IndexEntry],
-        global_sites: &[u32],
-    ) -> Option<usize> {
-        if let Some(object_id) = entry.object_id
-            && let Some(&position) = self.by_object_id.get(&object_id)
-        {
-            return Some(position);
-        }
-        let identity = SlotIdentity {
-            address: entry.address,
-            site: global_site,
-            generation: entry.generation,
-        };
-        let position = *self.by_slot.get(&identity)?;
-        debug_assert_eq!(global_sites[entries[position].site as usize], global_site);
-        match (entry.object_id, entries[position].object_id) {
-            (Some(left), Some(right)) if left != right => None,
-            _ => Some(position),
-        }
-    }
 }
 
 #[cfg(test)]
