@@ -90,6 +90,32 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Reads something from each of `dumps` (which must all have aggregates), in one read
+    /// transaction so a report sees one consistent state.
+    async fn read_each_dump<T, F>(&self, dumps: &[&str], read: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(&Transaction<'_>, String) -> Result<T> + Send + 'static,
+    {
+        for dump in dumps {
+            check_dump_id(dump)?;
+        }
+        let dumps: Vec<String> = dumps.iter().map(|dump| (*dump).to_owned()).collect();
+        self.with_connection(move |connection| {
+            let transaction = connection
+                .transaction()
+                .map_err(sqlite_error("failed to begin a read"))?;
+            dumps
+                .into_iter()
+                .map(|dump| {
+                    require_aggregates(&transaction, &dump)?;
+                    read(&transaction, dump)
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Runs `operation` on the connection in the blocking pool.
     async fn with_connection<T, F>(&self, operation: F) -> Result<T>
     where
@@ -551,45 +577,18 @@ impl AggregateStore for SqliteStore {
     }
 
     async fn site_totals_for_dumps(&self, dumps: &[&str]) -> Result<Vec<DumpSiteStats>> {
-        for dump in dumps {
-            check_dump_id(dump)?;
-        }
-        let dumps: Vec<String> = dumps.iter().map(|dump| (*dump).to_owned()).collect();
-        // One transaction for all dumps: the report reads one consistent state.
-        self.with_connection(move |connection| {
-            let transaction = connection
-                .transaction()
-                .map_err(sqlite_error("failed to begin a read"))?;
-            dumps
-                .into_iter()
-                .map(|dump| {
-                    require_aggregates(&transaction, &dump)?;
-                    let sites = read_site_rows(&transaction, &dump)?;
-                    Ok(DumpSiteStats { dump, sites })
-                })
-                .collect()
+        self.read_each_dump(dumps, |transaction, dump| {
+            let sites = read_site_rows(transaction, &dump)?;
+            Ok(DumpSiteStats { dump, sites })
         })
         .await
     }
 
     async fn site_series(&self, dumps: &[&str], site: &SiteKey) -> Result<Vec<SiteSeriesPoint>> {
-        for dump in dumps {
-            check_dump_id(dump)?;
-        }
-        let dumps: Vec<String> = dumps.iter().map(|dump| (*dump).to_owned()).collect();
         let site = site.clone();
-        self.with_connection(move |connection| {
-            let transaction = connection
-                .transaction()
-                .map_err(sqlite_error("failed to begin a read"))?;
-            dumps
-                .into_iter()
-                .map(|dump| {
-                    require_aggregates(&transaction, &dump)?;
-                    let totals = read_site_sum(&transaction, &dump, &site)?;
-                    Ok(SiteSeriesPoint { dump, totals })
-                })
-                .collect()
+        self.read_each_dump(dumps, move |transaction, dump| {
+            let totals = read_site_sum(transaction, &dump, &site)?;
+            Ok(SiteSeriesPoint { dump, totals })
         })
         .await
     }
