@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fast;
 mod filename;
 mod parser;
 mod reader;

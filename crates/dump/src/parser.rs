@@ -209,6 +209,20 @@ impl DumpParser {
                 reason,
             }));
         }
+        // Clean lines (nearly all) take the fast path; anything unusual, and every line in
+        // strict mode or in a chunk with a NUL byte, takes the general scanner.
+        if !self.options.strict
+            && !self.may_hold_nul
+            && let Some(record) = crate::fast::parse_clean_line(line)
+        {
+            match &record {
+                Record::Object(_) => self.stats.objects += 1,
+                Record::Root(_) => self.stats.roots += 1,
+                Record::Shape(_) => self.stats.shapes += 1,
+            }
+            visitor.record(line_number, &record);
+            return Ok(());
+        }
         match parse_line_checked(line, self.may_hold_nul) {
             Ok(parsed) => {
                 if let Some(reason) = parsed.repair {

@@ -30,7 +30,7 @@ pub struct ParsedLine<'a> {
 
 /// A top-level key this scanner knows.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Key {
+pub(crate) enum Key {
     Address,
     Type,
     Class,
@@ -64,7 +64,7 @@ enum Key {
 }
 
 /// Known keys by first byte, each spelled with its closing quote so a prefix cannot match.
-fn known_keys(first: u8) -> &'static [(&'static [u8], Key)] {
+pub(crate) fn known_key_spellings(first: u8) -> &'static [(&'static [u8], Key)] {
     match first {
         b'a' => &[(b"address\"", Key::Address)],
         b't' => &[(b"type\"", Key::Type)],
@@ -124,7 +124,7 @@ fn known_keys(first: u8) -> &'static [(&'static [u8], Key)] {
 /// Returns whether `text` starts with `prefix` (1 to 24 bytes) using two overlapping word
 /// compares instead of a `memcmp` call: key spellings are short and this runs for every key.
 #[inline]
-fn has_prefix(text: &[u8], prefix: &[u8]) -> bool {
+pub(crate) fn has_prefix(text: &[u8], prefix: &[u8]) -> bool {
     let length = prefix.len();
     if text.len() < length {
         return false;
@@ -356,7 +356,7 @@ impl<'a> Cursor<'a> {
         if self.peek() == Some(b'"')
             && let Some(&first) = rest.first()
         {
-            for (spelling, key) in known_keys(first) {
+            for (spelling, key) in known_key_spellings(first) {
                 if has_prefix(rest, spelling) {
                     self.position += 1 + spelling.len();
                     return Ok(*key);
