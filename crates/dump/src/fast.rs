@@ -149,17 +149,134 @@ fn key_at(line: &[u8], at: usize) -> Option<(Key, usize)> {
         return None;
     }
     let rest = line.get(at + 1..)?;
-    for (spelling, key) in known_key_spellings(*rest.first()?) {
-        // `spelling` ends with the closing quote; the colon must follow at once.
-        if crate::scan::has_prefix(rest, spelling) {
-            let colon = at + 1 + spelling.len();
-            return (line.get(colon) == Some(&b':')).then_some((*key, colon + 1));
+    let (key, length) = match (word_at(rest, 0), word_at(rest, 8)) {
+        (Some(first), Some(second)) => {
+            // The first quote in the 16 bytes ends the key (keys hold no quotes or escapes).
+            let length = match first_quote(first) {
+                Some(length) => length,
+                None => 8 + first_quote(second)?,
+            };
+            (
+                key_for(
+                    length,
+                    first & low_bytes(length),
+                    second & low_bytes(length.saturating_sub(8)),
+                ),
+                length,
+            )
         }
-    }
-    // An unknown key: find its end (keys have no escapes) and skip its value.
-    let length = memchr(b'"', rest)?;
+        // Near the end of the line: too short for word loads, and rare.
+        _ => {
+            let length = memchr(b'"', rest)?;
+            let spelling = &rest[..length + 1];
+            let key = known_key_spellings(*rest.first()?)
+                .iter()
+                .find(|(known, _)| *known == spelling)
+                .map_or(Key::Other, |(_, key)| *key);
+            (key, length)
+        }
+    };
     let colon = at + 1 + length + 1;
-    (line.get(colon) == Some(&b':')).then_some((Key::Other, colon + 1))
+    (line.get(colon) == Some(&b':')).then_some((key, colon + 1))
+}
+
+/// Loads 8 bytes at `at` as a little-endian word.
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let chunk: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(chunk))
+}
+
+/// Returns the index of the first `"` byte in a little-endian word (SWAR zero-byte search:
+/// the lowest flagged byte is always exact).
+#[inline(always)]
+fn first_quote(word: u64) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let quotes = word ^ (ONES * u64::from(b'"'));
+    let found = quotes.wrapping_sub(ONES) & !quotes & HIGHS;
+    (found != 0).then(|| (found.trailing_zeros() / 8) as usize)
+}
+
+/// Returns a mask of the low `count` bytes (all bytes from 8 on).
+#[inline(always)]
+fn low_bytes(count: usize) -> u64 {
+    if count >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (count * 8)) - 1
+    }
+}
+
+/// Packs up to 8 bytes into a little-endian word, at compile time.
+const fn packed(bytes: &[u8]) -> u64 {
+    let mut word = 0u64;
+    let mut index = 0;
+    while index < bytes.len() && index < 8 {
+        word |= (bytes[index] as u64) << (8 * index);
+        index += 1;
+    }
+    word
+}
+
+/// Names the key of `length` bytes whose first 8 bytes are `first` and next 8 are `second`.
+/// The same keys as [`known_key_spellings`] (a test checks they agree).
+#[inline(always)]
+fn key_for(length: usize, first: u64, second: u64) -> Key {
+    macro_rules! keys {
+        ($($spelling:literal => $key:expr),+ $(,)?) => {
+            $(
+                if first == const { packed($spelling) }
+                    && (length <= 8 || second == const { packed(crate::fast::tail($spelling)) })
+                {
+                    return $key;
+                }
+            )+
+        };
+    }
+    match length {
+        2 => {
+            keys!(b"id" => Key::Id, b"fd" => Key::Fd);
+        }
+        4 => {
+            keys!(b"type" => Key::Type, b"file" => Key::File, b"line" => Key::Line, b"size" => Key::Size, b"name" => Key::Name, b"root" => Key::Root);
+        }
+        5 => {
+            keys!(b"class" => Key::Class, b"flags" => Key::Flags, b"value" => Key::Value, b"ivars" => Key::Ivars);
+        }
+        6 => {
+            keys!(b"method" => Key::Method, b"length" => Key::Length, b"frozen" => Key::Flag(ObjectFlags::FROZEN),
+                b"shared" => Key::Flag(ObjectFlags::SHARED), b"broken" => Key::Flag(ObjectFlags::BROKEN), b"struct" => Key::Struct);
+        }
+        7 => {
+            keys!(b"address" => Key::Address, b"memsize" => Key::Memsize, b"fstring" => Key::Flag(ObjectFlags::FSTRING),
+                b"chilled" => Key::Flag(ObjectFlags::CHILLED));
+        }
+        8 => {
+            keys!(b"embedded" => Key::Flag(ObjectFlags::EMBEDDED), b"bytesize" => Key::Bytesize, b"encoding" => Key::Encoding,
+                b"capacity" => Key::Capacity, b"shape_id" => Key::ShapeId);
+        }
+        9 => {
+            keys!(b"object_id" => Key::ObjectId, b"singleton" => Key::Flag(ObjectFlags::SINGLETON), b"slot_size" => Key::SlotSize);
+        }
+        10 => {
+            keys!(b"generation" => Key::Generation, b"references" => Key::References, b"superclass" => Key::Superclass,
+                b"imemo_type" => Key::ImemoType);
+        }
+        15 => {
+            keys!(b"real_class_name" => Key::RealClassName);
+        }
+        _ => {}
+    }
+    Key::Other
+}
+
+/// Returns the bytes of a key spelling from the ninth on (empty for short keys), at compile time.
+const fn tail(spelling: &[u8]) -> &[u8] {
+    match spelling.split_at_checked(8) {
+        Some((_, rest)) => rest,
+        None => &[],
+    }
 }
 
 /// Reads a string without escapes whose closing quote is followed by `,` or `}`.
@@ -378,6 +495,38 @@ mod tests {
         br#"{"address":"0x7f00", "type":"SHAPE", "id":7, "parent_id":3, "depth":2, "shape_type":"IVAR", "edge_name":"@a", "memsize":120}"#,
         br#"{"address":"0x10", "type":"FILE", "class":"0x20", "fd":-1, "coderange":"7bit", "value":"1.00000e+100", "object_id":8, "memsize":40}"#,
     ];
+
+    #[test]
+    fn test_key_for_knows_every_key_the_general_scanner_knows() {
+        for first in b'a'..=b'z' {
+            for (spelling, key) in known_key_spellings(first) {
+                let name = &spelling[..spelling.len() - 1];
+                if name.len() > 16 {
+                    // Longer keys (compare_by_identity) send their line to the general scanner.
+                    let line = format!(
+                        r#"{{"{}":true, "address":"0x1"}}"#,
+                        String::from_utf8_lossy(name)
+                    );
+                    assert!(parse_clean_line(line.as_bytes()).is_none());
+                    continue;
+                }
+                let mut padded = name.to_vec();
+                padded.resize(16, b'"');
+                let first_word = word_at(&padded, 0).unwrap() & low_bytes(name.len());
+                let second_word =
+                    word_at(&padded, 8).unwrap() & low_bytes(name.len().saturating_sub(8));
+                assert_eq!(
+                    key_for(name.len(), first_word, second_word),
+                    *key,
+                    "{}",
+                    String::from_utf8_lossy(name)
+                );
+            }
+        }
+        assert_eq!(key_for(4, packed(b"typo"), 0), Key::Other);
+        assert_eq!(first_quote(packed(b"ab\"cd\"ef")), Some(2));
+        assert_eq!(first_quote(packed(b"abcdefgh")), None);
+    }
 
     #[test]
     fn test_parse_clean_line_reads_ruby_lines_like_the_general_scanner() {

@@ -12,7 +12,7 @@ use crate::error::ParseError;
 use crate::parser::{DumpParser, ParseOptions, ParseStats, Visitor};
 
 /// Size of the read buffer: large enough that per-read overhead vanishes, small enough for L2.
-const CHUNK_BYTES: usize = 1024 * 1024;
+const CHUNK_BYTES: usize = 256 * 1024;
 
 /// Returns whether `prefix` starts with the gzip magic bytes.
 pub fn is_gzip(prefix: &[u8]) -> bool {

@@ -123,7 +123,7 @@ pub(crate) fn known_key_spellings(first: u8) -> &'static [(&'static [u8], Key)] 
 
 /// Returns whether `text` starts with `prefix` (1 to 24 bytes) using two overlapping word
 /// compares instead of a `memcmp` call: key spellings are short and this runs for every key.
-#[inline]
+#[inline(always)]
 pub(crate) fn has_prefix(text: &[u8], prefix: &[u8]) -> bool {
     let length = prefix.len();
     if text.len() < length {
