@@ -147,6 +147,10 @@ impl FileInterner {
 struct DuplicateCounter {
     /// 32-bit fingerprints of keys seen once; small enough to stay in L2 cache.
     seen_once: Vec<u32>,
+    /// One bit per hash bucket, set when a key in it is promoted into `entries`: a clear bit
+    /// proves a string is not yet a known duplicate, so unique strings (most) skip the map.
+    /// Bits are never cleared; a stale bit only costs a map probe.
+    promoted: Vec<u64>,
     /// Keyed by a 64-bit hash of (content, site, generation); collisions are negligible.
     entries: HashMap<u64, DuplicateEntry, FixedState>,
     hasher: FixedState,
@@ -155,6 +159,8 @@ struct DuplicateCounter {
 
 /// Slots in the first-sighting table (256 KiB of fingerprints).
 const SEEN_ONCE_SLOTS: usize = 1 << 16;
+/// Bits in the promoted-key filter (128 KiB).
+const PROMOTED_BITS: usize = 1 << 20;
 
 struct DuplicateEntry {
     site: u32,
@@ -169,6 +175,7 @@ impl DuplicateCounter {
     fn new() -> Self {
         DuplicateCounter {
             seen_once: vec![0; SEEN_ONCE_SLOTS],
+            promoted: vec![0; PROMOTED_BITS / 64],
             entries: HashMap::with_capacity_and_hasher(1024, FixedState::default()),
             hasher: FixedState::with_seed(0x6865_6170),
             min_count: 2,
@@ -189,7 +196,15 @@ impl DuplicateCounter {
         let placement = (u64::from(site) << 32) | u64::from(generation);
         // Non-zero, so an empty first-sighting slot never matches.
         let key_hash = (content_hash ^ placement.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-        let entry = match self.entries.get_mut(&key_hash) {
+        // The filter bit comes from hash bits that neither the slot nor the fingerprint uses.
+        let bit = ((key_hash >> 12) as usize) & (PROMOTED_BITS - 1);
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        let known = if self.promoted[word] & mask != 0 {
+            self.entries.get_mut(&key_hash)
+        } else {
+            None
+        };
+        let entry = match known {
             Some(entry) => entry,
             None => {
                 // Slot from the low bits, fingerprint from the high bits (never 0, the empty mark).
@@ -200,6 +215,7 @@ impl DuplicateCounter {
                     return;
                 }
                 *slot = 0;
+                self.promoted[word] |= mask;
                 // The first sighting's memsize is taken to equal this one's: same content, site
                 // and generation.
                 self.entries.entry(key_hash).or_insert(DuplicateEntry {
@@ -258,11 +274,13 @@ fn floor_char_boundary(bytes: &[u8], limit: usize) -> usize {
 /// [`Visitor`], then call [`DumpAggregator::finish`].
 pub struct DumpAggregator<S: FnMut(Vec<u8>)> {
     files: FileInterner,
-    /// Scan-time site -> index site id.
+    /// Scan-time site -> index site id (one entry per distinct site: a small table).
     site_ids: HashMap<ScanSiteKey, u32, FixedState>,
     scan_sites: Vec<ScanSiteKey>,
-    /// (scan site + generation) -> totals, with the site id cached so one lookup serves both.
-    totals: HashMap<(ScanSiteKey, u32), (u32, Totals), FixedState>,
+    /// The site of the previous object: consecutive objects very often share it.
+    last_site: Option<(ScanSiteKey, u32)>,
+    /// Totals per (site id, generation), keyed by `site << 32 | generation`.
+    totals: HashMap<u64, Totals, FixedState>,
     /// CLASS/MODULE address -> name (or the real class name of a singleton class).
     class_names: HashMap<u64, Option<Box<str>>, FixedState>,
     duplicates: DuplicateCounter,
@@ -278,6 +296,7 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             files: FileInterner::default(),
             site_ids: HashMap::with_hasher(FixedState::default()),
             scan_sites: Vec::new(),
+            last_site: None,
             totals: HashMap::with_capacity_and_hasher(4096, FixedState::default()),
             class_names: HashMap::with_hasher(FixedState::default()),
             duplicates: DuplicateCounter::new(),
@@ -311,25 +330,11 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             },
         };
         let generation = object.generation.unwrap_or(NO_GENERATION);
-        let (site, totals) = match self.totals.get_mut(&(key, generation)) {
-            Some(slot) => slot,
-            None => {
-                let site = match self.site_ids.get(&key) {
-                    Some(&site) => site,
-                    None => {
-                        let site = u32::try_from(self.scan_sites.len())
-                            .expect("fewer than 4 billion sites");
-                        self.site_ids.insert(key, site);
-                        self.scan_sites.push(key);
-                        site
-                    }
-                };
-                self.totals
-                    .entry((key, generation))
-                    .or_insert((site, Totals::default()))
-            }
-        };
-        let site = *site;
+        let site = self.site_id(key);
+        let totals = self
+            .totals
+            .entry((u64::from(site) << 32) | u64::from(generation))
+            .or_default();
         let bytesize = object.bytesize.unwrap_or(0);
         totals.count += 1;
         totals.memsize += object.memsize;
@@ -356,6 +361,28 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             memsize: object.memsize,
             bytesize,
         });
+    }
+
+    /// Returns the id of a scan-time site, registering it on first sight.
+    #[inline]
+    fn site_id(&mut self, key: ScanSiteKey) -> u32 {
+        if let Some((last_key, last_site)) = self.last_site
+            && last_key == key
+        {
+            return last_site;
+        }
+        let site = match self.site_ids.get(&key) {
+            Some(&site) => site,
+            None => {
+                let site =
+                    u32::try_from(self.scan_sites.len()).expect("fewer than 4 billion sites");
+                self.site_ids.insert(key, site);
+                self.scan_sites.push(key);
+                site
+            }
+        };
+        self.last_site = Some((key, site));
+        site
     }
 
     /// Resolves class names and files, merges sites that resolve alike, and returns the
@@ -395,7 +422,8 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
 
         let mut merged: std::collections::BTreeMap<(SiteKey, Option<u32>), Totals> =
             Default::default();
-        for ((_, generation), (site, site_totals)) in totals {
+        for (key, site_totals) in totals {
+            let (site, generation) = ((key >> 32) as u32, key as u32);
             let generation = (generation != NO_GENERATION).then_some(generation);
             merged
                 .entry((index_sites[site as usize].clone(), generation))

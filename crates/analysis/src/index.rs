@@ -70,22 +70,24 @@ impl<S: FnMut(Vec<u8>)> IndexEncoder<S> {
     pub fn push(&mut self, entry: &IndexEntry) {
         let delta = entry.address.wrapping_sub(self.previous_address) as i64;
         self.previous_address = entry.address;
-        write_varint(&mut self.body, zigzag(delta));
-        write_varint(&mut self.body, u64::from(entry.site));
-        write_varint(
-            &mut self.body,
+        // Encode into a stack buffer and append once: six varints of at most 10 bytes each.
+        let mut encoded = [0u8; 60];
+        let mut length = 0;
+        for value in [
+            zigzag(delta),
+            u64::from(entry.site),
             entry
                 .generation
                 .map_or(0, |generation| u64::from(generation) + 1),
-        );
-        write_varint(&mut self.body, entry.memsize);
-        write_varint(&mut self.body, entry.bytesize);
-        write_varint(
-            &mut self.body,
+            entry.memsize,
+            entry.bytesize,
             entry
                 .object_id
                 .map_or(0, |object_id| object_id.saturating_add(1)),
-        );
+        ] {
+            length += write_varint_into(&mut encoded[length..], value);
+        }
+        self.body.extend_from_slice(&encoded[..length]);
         self.entries_in_chunk += 1;
         if self.body.len() >= CHUNK_TARGET_BYTES {
             self.flush();
@@ -154,6 +156,19 @@ fn zigzag(value: i64) -> u64 {
 
 fn unzigzag(value: u64) -> i64 {
     ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+/// Writes `value` as a varint at the start of `output` (at least 10 bytes); returns its length.
+#[inline(always)]
+fn write_varint_into(output: &mut [u8], mut value: u64) -> usize {
+    let mut length = 0;
+    while value >= 0x80 {
+        output[length] = (value as u8) | 0x80;
+        value >>= 7;
+        length += 1;
+    }
+    output[length] = value as u8;
+    length + 1
 }
 
 fn write_varint(output: &mut Vec<u8>, mut value: u64) {
