@@ -187,14 +187,37 @@ fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(chunk))
 }
 
+/// Returns the position of the first `"` or `\\` at or after `start`. Most strings are short, so
+/// the first 32 bytes are searched a word at a time inline; longer ones go to memchr2.
+#[inline(always)]
+fn quote_or_backslash(line: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    while at < start + 32 {
+        let Some(word) = word_at(line, at) else { break };
+        let found = byte_flags(word, b'"') | byte_flags(word, b'\\');
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    memchr2(b'"', b'\\', line.get(at..)?).map(|offset| at + offset)
+}
+
+/// Flags the bytes of a little-endian word equal to `byte` (SWAR zero-byte search: the lowest
+/// flag is always exact, higher ones may not be).
+#[inline(always)]
+fn byte_flags(word: u64, byte: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let matched = word ^ (ONES * u64::from(byte));
+    matched.wrapping_sub(ONES) & !matched & HIGHS
+}
+
 /// Returns the index of the first `"` byte in a little-endian word (SWAR zero-byte search:
 /// the lowest flagged byte is always exact).
 #[inline(always)]
 fn first_quote(word: u64) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let quotes = word ^ (ONES * u64::from(b'"'));
-    let found = quotes.wrapping_sub(ONES) & !quotes & HIGHS;
+    let found = byte_flags(word, b'"');
     (found != 0).then(|| (found.trailing_zeros() / 8) as usize)
 }
 
@@ -286,8 +309,7 @@ fn string_at(line: &[u8], at: usize) -> Option<(&[u8], usize)> {
         return None;
     }
     let start = at + 1;
-    let length = memchr2(b'"', b'\\', line.get(start..)?)?;
-    let end = start + length;
+    let end = quote_or_backslash(line, start)?;
     if line[end] != b'"' || !matches!(line.get(end + 1), Some(b',' | b'}')) {
         return None;
     }
@@ -526,6 +548,19 @@ mod tests {
         assert_eq!(key_for(4, packed(b"typo"), 0), Key::Other);
         assert_eq!(first_quote(packed(b"ab\"cd\"ef")), Some(2));
         assert_eq!(first_quote(packed(b"abcdefgh")), None);
+        // The first quote or backslash, before, inside and after the inline 32-byte window.
+        for position in [0, 7, 8, 31, 32, 33, 100] {
+            for stop in [b'"', b'\\'] {
+                let mut line = vec![b'a'; 120];
+                line[position] = stop;
+                line[position + 5] = b'"';
+                assert_eq!(quote_or_backslash(&line, 0), Some(position), "{position}");
+            }
+        }
+        assert_eq!(quote_or_backslash(b"abc", 0), None);
+        assert_eq!(digits_value(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(digits_value(b"18446744073709551616"), None);
+        assert_eq!(digits_value(b"12a"), None);
     }
 
     #[test]
