@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::index::{IndexEncoder, IndexEntry, NO_GENERATION};
 use crate::site::SiteKey;
 
+/// How many totals updates are queued before they are applied together.
+const PENDING_TOTALS: usize = 256;
 /// Marks an absent file or line in the scan-time keys.
 const ABSENT: u32 = u32::MAX;
 /// Most tracked (value, site, generation) string keys at once.
@@ -281,6 +283,8 @@ pub struct DumpAggregator<S: FnMut(Vec<u8>)> {
     last_site: Option<(ScanSiteKey, u32)>,
     /// Totals per (site id, generation), keyed by `site << 32 | generation`.
     totals: HashMap<u64, Totals, FixedState>,
+    /// Updates to `totals` not applied yet: (key, memsize, bytesize, references).
+    pending_totals: Vec<(u64, u64, u64, u64)>,
     /// CLASS/MODULE address -> name (or the real class name of a singleton class).
     class_names: HashMap<u64, Option<Box<str>>, FixedState>,
     duplicates: DuplicateCounter,
@@ -298,6 +302,7 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             scan_sites: Vec::new(),
             last_site: None,
             totals: HashMap::with_capacity_and_hasher(4096, FixedState::default()),
+            pending_totals: Vec::with_capacity(PENDING_TOTALS),
             class_names: HashMap::with_hasher(FixedState::default()),
             duplicates: DuplicateCounter::new(),
             roots: Vec::new(),
@@ -331,15 +336,16 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
         };
         let generation = object.generation.unwrap_or(NO_GENERATION);
         let site = self.site_id(key);
-        let totals = self
-            .totals
-            .entry((u64::from(site) << 32) | u64::from(generation))
-            .or_default();
         let bytesize = object.bytesize.unwrap_or(0);
-        totals.count += 1;
-        totals.memsize += object.memsize;
-        totals.bytesize += bytesize;
-        totals.references += u64::from(object.references.len());
+        self.pending_totals.push((
+            (u64::from(site) << 32) | u64::from(generation),
+            object.memsize,
+            bytesize,
+            u64::from(object.references.len()),
+        ));
+        if self.pending_totals.len() == PENDING_TOTALS {
+            self.apply_pending_totals();
+        }
 
         if object_type == ObjectType::String
             && let Some(value) = object.value
@@ -361,6 +367,20 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             memsize: object.memsize,
             bytesize,
         });
+    }
+
+    /// Applies the queued totals updates. Each update is a likely cache miss in a large table;
+    /// done one per object they stall in turn, between thousands of parsing instructions, while
+    /// done together in this tight loop the CPU overlaps them.
+    fn apply_pending_totals(&mut self) {
+        for &(key, memsize, bytesize, references) in &self.pending_totals {
+            let totals = self.totals.entry(key).or_default();
+            totals.count += 1;
+            totals.memsize += memsize;
+            totals.bytesize += bytesize;
+            totals.references += references;
+        }
+        self.pending_totals.clear();
     }
 
     /// Returns the id of a scan-time site, registering it on first sight.
@@ -387,7 +407,8 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
 
     /// Resolves class names and files, merges sites that resolve alike, and returns the
     /// aggregates. `parse` is what the parser returned.
-    pub fn finish(self, parse: ParseStats) -> DumpAggregates {
+    pub fn finish(mut self, parse: ParseStats) -> DumpAggregates {
+        self.apply_pending_totals();
         let DumpAggregator {
             files,
             scan_sites,
