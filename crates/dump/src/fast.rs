@@ -330,6 +330,21 @@ fn plain_at(line: &[u8], at: usize) -> Option<(Option<crate::record::JsonStr<'_>
     Some((Some(crate::record::JsonStr::from_raw(text, false)), next))
 }
 
+/// Marks a byte that is not a lowercase hex digit in [`HEX_DIGIT_VALUES`].
+const NOT_HEX: u8 = 0xff;
+
+/// The value of each lowercase hex digit, [`NOT_HEX`] for every other byte: a table lookup
+/// instead of a branch per digit.
+const HEX_DIGIT_VALUES: [u8; 256] = {
+    let mut values = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        values[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    values
+};
+
 /// Reads `"0x<1 to 16 lowercase hex digits>"`.
 #[inline(always)]
 fn hex_string_at(line: &[u8], at: usize) -> Option<(u64, usize)> {
@@ -338,12 +353,12 @@ fn hex_string_at(line: &[u8], at: usize) -> Option<(u64, usize)> {
     }
     let mut end = at + 3;
     let mut value: u64 = 0;
+    // At most 16 digits are read: a longer run fails the length check below.
     while let Some(&byte) = line.get(end) {
-        let nibble = match byte {
-            b'0'..=b'9' => byte - b'0',
-            b'a'..=b'f' => byte - b'a' + 10,
-            _ => break,
-        };
+        let nibble = HEX_DIGIT_VALUES[usize::from(byte)];
+        if nibble == NOT_HEX || end - at - 3 == 16 {
+            break;
+        }
         value = (value << 4) | u64::from(nibble);
         end += 1;
     }
@@ -561,6 +576,17 @@ mod tests {
         assert_eq!(digits_value(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(digits_value(b"18446744073709551616"), None);
         assert_eq!(digits_value(b"12a"), None);
+        let address =
+            |text: &str| hex_string_at(format!("{text},").as_bytes(), 0).map(|(value, _)| value);
+        assert_eq!(address(r#""0x7f3056e1c0e8""#), Some(0x7f30_56e1_c0e8));
+        assert_eq!(address(r#""0xffffffffffffffff""#), Some(u64::MAX));
+        assert_eq!(address(r#""0x1ffffffffffffffff""#), None, "17 digits");
+        assert_eq!(address(r#""0x""#), None);
+        assert_eq!(
+            address(r#""0xABC""#),
+            None,
+            "uppercase goes to the general scanner"
+        );
     }
 
     #[test]
