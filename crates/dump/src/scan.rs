@@ -393,18 +393,30 @@ impl<'a> Cursor<'a> {
         matches!(self.line.get(next), None | Some(b',' | b'}' | b']' | b':'))
     }
 
-    /// Returns whether the bytes after `\"` at `quote` start the next field or end the object,
-    /// which means the backslash was a literal one and the quote closes the string.
+    /// Returns whether the bytes after `\"` start the next field (`, "key":` with a plain
+    /// identifier as key) or end the object (`}` and the end of the line). Valid JSON can
+    /// contain neither inside a string: there the quotes of `"key"` would be escaped too. So
+    /// when they follow `\"`, the backslash was a literal one and the quote closes the string.
+    /// (`\",` followed by the closing quote, a string ending in `",`, is valid and not matched.)
     fn starts_next_field(&self, after_quote: usize) -> bool {
         let rest = &self.line[after_quote..];
-        let trimmed = rest.trim_ascii_end();
-        if trimmed == b"}" {
+        if rest.trim_ascii_end() == b"}" {
             return true;
         }
-        match rest.strip_prefix(b",") {
-            Some(after_comma) => after_comma.trim_ascii_start().first() == Some(&b'"'),
-            None => false,
-        }
+        let Some(after_comma) = rest.strip_prefix(b",") else {
+            return false;
+        };
+        let Some(key_and_rest) = after_comma.trim_ascii_start().strip_prefix(b"\"") else {
+            return false;
+        };
+        let key_length = key_and_rest
+            .iter()
+            .take_while(|byte| byte.is_ascii_alphanumeric() || **byte == b'_')
+            .count();
+        key_length > 0
+            && key_and_rest[key_length..]
+                .strip_prefix(b"\"")
+                .is_some_and(|after_key| after_key.trim_ascii_start().first() == Some(&b':'))
     }
 
     /// Reads a string value, repairing unescaped quotes and backslashes.
@@ -800,6 +812,49 @@ mod tests {
         };
         assert_eq!(object.file.unwrap().raw(), br"C:\app\");
         assert_eq!(object.line, Some(3));
+    }
+
+    #[test]
+    fn test_parse_line_reads_string_ending_in_escaped_quote_and_comma() {
+        // A value ending in `",` is `\",` followed by the closing quote: valid, not a repair.
+        let line = br#"{"address":"0x10", "type":"STRING", "value":"{\"total\":\"9.90\",", "encoding":"UTF-8", "memsize":40}"#;
+        let parsed = parse_line(line).unwrap();
+        assert_eq!(parsed.repair, None);
+        let Record::Object(object) = parsed.record else {
+            panic!("not an object")
+        };
+        assert_eq!(object.value.unwrap().decode(), r#"{"total":"9.90","#);
+        assert_eq!(object.encoding.unwrap().raw(), b"UTF-8");
+    }
+
+    #[test]
+    fn test_parse_line_never_repairs_valid_json_strings() {
+        // Property: any string serde_json escapes reads back unrepaired and equal, wherever it
+        // stands among other fields. The alphabet favours what the repair heuristics look at.
+        let alphabet = ['"', '\\', ',', ' ', ':', '}', '{', 'a', '_', 'é', '\n', '/'];
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let length = (state % 12) as usize;
+            let text: String = (0..length)
+                .map(|index| alphabet[((state >> (5 * index)) % alphabet.len() as u64) as usize])
+                .collect();
+            let encoded = serde_json::to_string(&text).unwrap();
+            let line = format!(
+                r#"{{"address":"0x10", "type":"STRING", "value":{encoded}, "file":{encoded}, "memsize":40}}"#
+            );
+            let parsed =
+                parse_line(line.as_bytes()).unwrap_or_else(|reason| panic!("{line}: {reason}"));
+            assert_eq!(parsed.repair, None, "{line}");
+            let Record::Object(object) = parsed.record else {
+                panic!("not an object")
+            };
+            assert_eq!(object.value.unwrap().decode(), text, "{line}");
+            assert_eq!(object.file.unwrap().decode(), text, "{line}");
+            assert_eq!(object.memsize, 40, "{line}");
+        }
     }
 
     #[test]
