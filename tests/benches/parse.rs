@@ -102,30 +102,11 @@ fn main() -> anyhow::Result<()> {
 /// Generates (once) the large realistic dump with Ruby.
 fn generated_large_dump() -> anyhow::Result<PathBuf> {
     let dir = heapfleet_tests::generated_dir().join("large");
-    let existing = || {
-        heapfleet_tests::files_with_suffix(&dir, ".dump")
-            .ok()
-            .and_then(|files| files.into_iter().next())
-    };
-    if let Some(path) = existing() {
-        return Ok(path);
-    }
     eprintln!(
-        "generating a ~600 MB dump with Ruby (once; kept in {})",
+        "using (or generating once, with Ruby) a ~600 MB dump in {}",
         dir.display()
     );
-    std::fs::create_dir_all(&dir)?;
-    let status = Command::new("ruby")
-        .arg(heapfleet_tests::fixture("ruby/make_dumps.rb"))
-        .args(["large"])
-        .arg(&dir)
-        .args(["--target-mb", "600"])
-        .status()
-        .context("failed to run ruby")?;
-    if !status.success() {
-        bail!("make_dumps.rb large failed with {status}");
-    }
-    existing().context("make_dumps.rb large wrote no .dump file")
+    heapfleet_tests::generated_dump("large", &dir, &["--target-mb", "600"])
 }
 
 /// Parses and aggregates on this thread; peak RSS is this process's high-water mark.

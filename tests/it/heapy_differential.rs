@@ -4,47 +4,20 @@
 //! pins heapfleet's answer to an independent count made with serde_json.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use heapfleet_analysis::{
     GenerationFilter, GroupBy, RankBy, UNKNOWN_SITE, generation_totals, rollup,
 };
-use heapfleet_tests::{aggregate_file, files_with_suffix, fixture, heapy_oracle, tool_available};
+use heapfleet_tests::{
+    aggregate_file, count_with_serde_json, files_with_suffix, fixture, heapy_oracle, tool_available,
+};
 
 fn fixture_dumps() -> Vec<PathBuf> {
     let mut dumps = files_with_suffix(&fixture("dumps/small"), ".dump").unwrap();
     dumps.extend(files_with_suffix(&fixture("dumps/series"), ".dump.gz").unwrap());
     assert!(dumps.len() >= 4, "fixtures missing: {dumps:?}");
     dumps
-}
-
-/// Independent truth: object count and memsize per generation, and ROOT lines, via serde_json.
-fn serde_json_truth(path: &Path) -> (BTreeMap<Option<u64>, (u64, u64)>, u64) {
-    let file = std::fs::File::open(path).unwrap();
-    let reader: Box<dyn std::io::Read> = if path.to_string_lossy().ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut per_generation: BTreeMap<Option<u64>, (u64, u64)> = BTreeMap::new();
-    let mut roots = 0;
-    for line in std::io::BufReader::new(reader).split(b'\n') {
-        let value: serde_json::Value =
-            serde_json::from_slice(&line.unwrap()).expect("fixture lines are valid JSON");
-        match value["type"].as_str() {
-            Some("ROOT") => roots += 1,
-            Some("SHAPE") => {}
-            _ => {
-                let bucket = per_generation
-                    .entry(value["generation"].as_u64())
-                    .or_default();
-                bucket.0 += 1;
-                bucket.1 += value["memsize"].as_u64().unwrap_or(0);
-            }
-        }
-    }
-    (per_generation, roots)
 }
 
 #[test]
@@ -163,7 +136,7 @@ fn test_totals_include_untracked_memory_that_heapy_drops() {
     let dump = &fixture_dumps()[0];
     let ours = aggregate_file(dump).unwrap().aggregates;
     let (generations, total) = generation_totals(&ours.sites);
-    let (truth, roots) = serde_json_truth(dump);
+    let (truth, roots) = count_with_serde_json(dump);
     assert_eq!(ours.parse.roots, roots);
     assert_eq!(
         total.count,

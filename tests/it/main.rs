@@ -6,5 +6,6 @@
 
 mod bad_input;
 mod heapy_differential;
+mod real_dump;
 mod slot_reuse;
 mod tidy;

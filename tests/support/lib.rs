@@ -26,35 +26,44 @@ pub fn generated_dir() -> PathBuf {
     fixture("generated")
 }
 
-/// Runs `ruby tests/fixtures/ruby/make_dumps.rb SCENARIO OUTDIR ARGS...` unless `marker` exists.
-pub fn generate_dumps(
+/// Returns the dump that `ruby tests/fixtures/ruby/make_dumps.rb SCENARIO OUT_DIR ARGS...`
+/// writes, generating it only if no earlier run completed (a `.complete` marker says so).
+pub fn generated_dump(
     scenario: &str,
     out_dir: &Path,
     extra_args: &[&str],
-    marker: &Path,
-) -> anyhow::Result<()> {
-    if marker.exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("failed to create {}", out_dir.display()))?;
-    let status = Command::new("ruby")
-        .arg(fixture("ruby/make_dumps.rb"))
-        .arg(scenario)
-        .arg(out_dir)
-        .args(extra_args)
-        .status()
-        .context("failed to run ruby (install Debian's `ruby`, see .ci/run)")?;
-    if !status.success() {
-        bail!("make_dumps.rb {scenario} failed with {status}");
-    }
+) -> anyhow::Result<PathBuf> {
+    let marker = out_dir.join(".complete");
     if !marker.exists() {
-        bail!(
-            "make_dumps.rb {scenario} did not write {}",
-            marker.display()
-        );
+        // A run cut short leaves a partial dump behind: start clean.
+        if out_dir.exists() {
+            std::fs::remove_dir_all(out_dir)
+                .with_context(|| format!("failed to clear {}", out_dir.display()))?;
+        }
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("failed to create {}", out_dir.display()))?;
+        let status = Command::new("ruby")
+            .arg(fixture("ruby/make_dumps.rb"))
+            .arg(scenario)
+            .arg(out_dir)
+            .args(extra_args)
+            .status()
+            .context("failed to run ruby (install Debian's `ruby`, see scripts/test.sh)")?;
+        if !status.success() {
+            bail!("make_dumps.rb {scenario} failed with {status}");
+        }
+        std::fs::write(&marker, b"")
+            .with_context(|| format!("failed to write {}", marker.display()))?;
     }
-    Ok(())
+    files_with_suffix(out_dir, ".dump")?
+        .into_iter()
+        .next()
+        .with_context(|| {
+            format!(
+                "make_dumps.rb {scenario} wrote no .dump file in {}",
+                out_dir.display()
+            )
+        })
 }
 
 /// Runs `ruby scripts/heapy-oracle.rb ARGS...` and parses its JSON answer.
@@ -140,4 +149,38 @@ pub fn aggregate_file_with(
         entries,
     };
     Ok(AggregatedDump { aggregates, index })
+}
+
+/// Object count and memsize per generation (`None`: no generation), and the number of ROOT
+/// lines, counted with serde_json: an independent truth for dumps whose lines are valid JSON.
+pub fn count_with_serde_json(
+    path: &Path,
+) -> (std::collections::BTreeMap<Option<u64>, (u64, u64)>, u64) {
+    use std::io::BufRead;
+
+    let file = std::fs::File::open(path).expect("dump opens");
+    let reader: Box<dyn std::io::Read> = if path.to_string_lossy().ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut per_generation = std::collections::BTreeMap::<Option<u64>, (u64, u64)>::new();
+    let mut roots = 0;
+    for line in std::io::BufReader::new(reader).split(b'\n') {
+        let line = line.expect("dump reads");
+        let value: serde_json::Value =
+            serde_json::from_slice(&line).expect("every line is valid JSON");
+        match value["type"].as_str() {
+            Some("ROOT") => roots += 1,
+            Some("SHAPE") => {}
+            _ => {
+                let bucket = per_generation
+                    .entry(value["generation"].as_u64())
+                    .or_default();
+                bucket.0 += 1;
+                bucket.1 += value["memsize"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    (per_generation, roots)
 }
