@@ -155,6 +155,8 @@ struct DuplicateCounter {
     promoted: Vec<u64>,
     /// Keyed by a 64-bit hash of (content, site, generation); collisions are negligible.
     entries: HashMap<u64, DuplicateEntry, FixedState>,
+    /// Strings not looked up yet.
+    pending: Vec<PendingString>,
     hasher: FixedState,
     min_count: u64,
 }
@@ -163,6 +165,21 @@ struct DuplicateCounter {
 const SEEN_ONCE_SLOTS: usize = 1 << 16;
 /// Bits in the promoted-key filter (128 KiB).
 const PROMOTED_BITS: usize = 1 << 20;
+
+/// A string queued for lookup, with what its entry needs.
+struct PendingString {
+    key_hash: u64,
+    site: u32,
+    generation: u32,
+    bytesize: u64,
+    memsize: u64,
+    has_escapes: bool,
+    preview_length: u8,
+    preview: [u8; DUPLICATE_VALUE_PREVIEW_BYTES],
+}
+
+/// How many strings are queued before they are looked up together.
+const PENDING_STRINGS: usize = 64;
 
 struct DuplicateEntry {
     site: u32,
@@ -179,11 +196,13 @@ impl DuplicateCounter {
             seen_once: vec![0; SEEN_ONCE_SLOTS],
             promoted: vec![0; PROMOTED_BITS / 64],
             entries: HashMap::with_capacity_and_hasher(1024, FixedState::default()),
+            pending: Vec::with_capacity(PENDING_STRINGS),
             hasher: FixedState::with_seed(0x6865_6170),
             min_count: 2,
         }
     }
 
+    /// Queues one string. Lookups happen in batches (see [`DuplicateCounter::apply_pending`]).
     fn add(
         &mut self,
         value: &[u8],
@@ -198,6 +217,38 @@ impl DuplicateCounter {
         let placement = (u64::from(site) << 32) | u64::from(generation);
         // Non-zero, so an empty first-sighting slot never matches.
         let key_hash = (content_hash ^ placement.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+        // The preview is copied now: the line it comes from is gone when the batch is applied.
+        let cut = floor_char_boundary(value, DUPLICATE_VALUE_PREVIEW_BYTES);
+        let mut preview = [0u8; DUPLICATE_VALUE_PREVIEW_BYTES];
+        preview[..cut].copy_from_slice(&value[..cut]);
+        self.pending.push(PendingString {
+            key_hash,
+            site,
+            generation,
+            bytesize,
+            memsize,
+            has_escapes,
+            preview_length: cut as u8,
+            preview,
+        });
+        if self.pending.len() == PENDING_STRINGS {
+            self.apply_pending();
+        }
+    }
+
+    /// Looks up the queued strings. Each first-sighting lookup is a likely cache miss; done
+    /// together in this loop the CPU overlaps them instead of stalling once per string.
+    fn apply_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for string in &pending {
+            self.count(string);
+        }
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    fn count(&mut self, string: &PendingString) {
+        let key_hash = string.key_hash;
         // The filter bit comes from hash bits that neither the slot nor the fingerprint uses.
         let bit = ((key_hash >> 12) as usize) & (PROMOTED_BITS - 1);
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
@@ -221,20 +272,20 @@ impl DuplicateCounter {
                 // The first sighting's memsize is taken to equal this one's: same content, site
                 // and generation.
                 self.entries.entry(key_hash).or_insert(DuplicateEntry {
-                    site,
-                    generation,
+                    site: string.site,
+                    generation: string.generation,
                     count: 1,
-                    bytesize,
-                    memsize,
+                    bytesize: string.bytesize,
+                    memsize: string.memsize,
                     preview: None,
                 })
             }
         };
         entry.count += 1;
-        entry.memsize += memsize;
+        entry.memsize += string.memsize;
         if entry.count == 2 {
-            let cut = &value[..floor_char_boundary(value, DUPLICATE_VALUE_PREVIEW_BYTES)];
-            let text = heapfleet_dump::JsonStr::from_raw(cut, has_escapes).decode();
+            let raw = &string.preview[..usize::from(string.preview_length)];
+            let text = heapfleet_dump::JsonStr::from_raw(raw, string.has_escapes).decode();
             entry.preview = Some(text.into());
         }
         if self.entries.len() >= DUPLICATE_TABLE_CAPACITY {
@@ -409,6 +460,7 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
     /// aggregates. `parse` is what the parser returned.
     pub fn finish(mut self, parse: ParseStats) -> DumpAggregates {
         self.apply_pending_totals();
+        self.duplicates.apply_pending();
         let DumpAggregator {
             files,
             scan_sites,
@@ -647,6 +699,7 @@ mod tests {
                 counter.add(b"hot", false, 1, 0, 3, 40);
             }
         }
+        counter.apply_pending();
         assert!(counter.entries.len() < DUPLICATE_TABLE_CAPACITY);
         let hot = counter
             .entries
@@ -654,6 +707,20 @@ mod tests {
             .find(|entry| entry.preview.as_deref() == Some("hot"))
             .unwrap();
         assert_eq!(hot.count, 50_000);
+    }
+
+    #[test]
+    fn test_file_interner_tells_apart_paths_with_equal_tails() {
+        let mut files = FileInterner::default();
+        let paths: [&[u8]; 4] = [
+            b"/app/a/lib/rack/utils.rb",
+            b"/app/b/lib/rack/utils.rb",
+            b"utils.rb",
+            b"/app/a/lib/rack/utils.rb",
+        ];
+        let ids: Vec<u32> = paths.iter().map(|path| files.intern(path)).collect();
+        assert_eq!(ids, vec![0, 1, 2, 0]);
+        assert_eq!(files.names.len(), 3);
     }
 
     #[test]
