@@ -3,8 +3,12 @@
 //! `cargo bench -p heapfleet-tests --bench parse [-- DUMP]` generates a ~600 MB dump with Ruby
 //! (allocation tracing on) unless a path is given, then prints MB/s, objects/s and peak RSS for:
 //!
-//! * heapfleet: parse + aggregate + object-index encoding on one core, measured in a child
-//!   process (this same binary re-run with `--child`) so its peak RSS is its own;
+//! * `heapfleet`: parse + aggregate (per-site and per-generation totals, duplicated strings,
+//!   class names) on one core;
+//! * `heapfleet+index`: the same plus encoding the object index that diffs read, which is what
+//!   an ingest does;
+//!
+//! each in a child process (this same binary re-run with `--child`) so its peak RSS is its own;
 //! * heapy (`heapy read DUMP`, Debian's ruby-heapy), once; skipped with `--no-heapy`.
 //!
 //! Output is a table for people and, with `--json`, one JSON object for scripts.
@@ -49,7 +53,8 @@ fn main() -> anyhow::Result<()> {
         let path = args
             .get(position + 1)
             .context("--child needs a dump path")?;
-        let measurement = measure_heapfleet_in_process(Path::new(path))?;
+        let with_index = args.iter().any(|arg| arg == "--with-index");
+        let measurement = measure_heapfleet_in_process(Path::new(path), with_index)?;
         println!("{}", serde_json::to_string(&measurement)?);
         return Ok(());
     }
@@ -64,15 +69,18 @@ fn main() -> anyhow::Result<()> {
         .len();
     eprintln!("dump: {} ({:.0} MB)", dump.display(), size as f64 / 1e6);
 
-    // Best of three: the first run also warms the page cache for everyone after it.
-    let mut best: Option<Measurement> = None;
-    for _ in 0..3 {
-        let run = measure_heapfleet_in_child(&dump)?;
-        if best.as_ref().is_none_or(|best| run.seconds < best.seconds) {
-            best = Some(run);
+    // Best of three each: the first run also warms the page cache for everyone after it.
+    let mut measurements = Vec::new();
+    for with_index in [false, true] {
+        let mut best: Option<Measurement> = None;
+        for _ in 0..3 {
+            let run = measure_heapfleet_in_child(&dump, with_index)?;
+            if best.as_ref().is_none_or(|best| run.seconds < best.seconds) {
+                best = Some(run);
+            }
         }
+        measurements.push(best.context("no heapfleet run")?);
     }
-    let mut measurements = vec![best.context("no heapfleet run")?];
     if run_heapy {
         measurements.push(measure_heapy(&dump, measurements[0].objects)?);
     }
@@ -81,12 +89,12 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&measurements)?);
     } else {
         println!(
-            "{:<10} {:>10} {:>12} {:>14} {:>10} {:>14}",
+            "{:<16} {:>10} {:>12} {:>14} {:>10} {:>14}",
             "tool", "MB", "seconds", "MB/s", "Mobj/s", "peak RSS MB"
         );
         for measurement in &measurements {
             println!(
-                "{:<10} {:>10.0} {:>12.2} {:>14.0} {:>10.2} {:>14.1}",
+                "{:<16} {:>10.0} {:>12.2} {:>14.0} {:>10.2} {:>14.1}",
                 measurement.tool,
                 measurement.bytes as f64 / 1e6,
                 measurement.seconds,
@@ -110,18 +118,30 @@ fn generated_large_dump() -> anyhow::Result<PathBuf> {
 }
 
 /// Parses and aggregates on this thread; peak RSS is this process's high-water mark.
-fn measure_heapfleet_in_process(dump: &Path) -> anyhow::Result<Measurement> {
+fn measure_heapfleet_in_process(dump: &Path, with_index: bool) -> anyhow::Result<Measurement> {
     let file =
         std::fs::File::open(dump).with_context(|| format!("failed to open {}", dump.display()))?;
     let start = Instant::now();
     let mut index_bytes = 0u64;
-    let mut aggregator = DumpAggregator::new(|chunk: Vec<u8>| index_bytes += chunk.len() as u64);
-    let stats = parse_reader(file, &ParseOptions::default(), &mut aggregator)?;
-    let aggregates = aggregator.finish(stats);
+    let aggregates = if with_index {
+        let mut aggregator =
+            DumpAggregator::new(|chunk: Vec<u8>| index_bytes += chunk.len() as u64);
+        let stats = parse_reader(file, &ParseOptions::default(), &mut aggregator)?;
+        aggregator.finish(stats)
+    } else {
+        let mut aggregator = DumpAggregator::without_index();
+        let stats = parse_reader(file, &ParseOptions::default(), &mut aggregator)?;
+        aggregator.finish(stats)
+    };
     let seconds = start.elapsed().as_secs_f64();
     std::hint::black_box((&aggregates, index_bytes));
     Ok(Measurement {
-        tool: "heapfleet".to_owned(),
+        tool: if with_index {
+            "heapfleet+index"
+        } else {
+            "heapfleet"
+        }
+        .to_owned(),
         bytes: aggregates.parse.bytes,
         objects: aggregates.parse.objects,
         seconds,
@@ -129,10 +149,11 @@ fn measure_heapfleet_in_process(dump: &Path) -> anyhow::Result<Measurement> {
     })
 }
 
-fn measure_heapfleet_in_child(dump: &Path) -> anyhow::Result<Measurement> {
+fn measure_heapfleet_in_child(dump: &Path, with_index: bool) -> anyhow::Result<Measurement> {
     let output = Command::new(std::env::current_exe()?)
         .arg("--child")
         .arg(dump)
+        .args(with_index.then_some("--with-index"))
         .output()
         .context("failed to re-run the bench binary")?;
     if !output.status.success() {

@@ -341,12 +341,17 @@ pub struct DumpAggregator<S: FnMut(Vec<u8>)> {
     duplicates: DuplicateCounter,
     roots: Vec<(String, u64)>,
     shapes: Totals,
-    index: IndexEncoder<S>,
+    /// The object-index encoder; `None` when only aggregates are wanted.
+    index: Option<IndexEncoder<S>>,
 }
 
 impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
     /// Returns an aggregator that passes encoded object-index chunks to `index_sink`.
     pub fn new(index_sink: S) -> Self {
+        Self::build(Some(IndexEncoder::new(index_sink)))
+    }
+
+    fn build(index: Option<IndexEncoder<S>>) -> Self {
         DumpAggregator {
             files: FileInterner::default(),
             site_ids: HashMap::with_hasher(FixedState::default()),
@@ -358,7 +363,7 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             duplicates: DuplicateCounter::new(),
             roots: Vec::new(),
             shapes: Totals::default(),
-            index: IndexEncoder::new(index_sink),
+            index,
         }
     }
 
@@ -410,14 +415,16 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
                 object.memsize,
             );
         }
-        self.index.push(&IndexEntry {
-            address: object.address,
-            object_id: object.object_id,
-            site,
-            generation: object.generation,
-            memsize: object.memsize,
-            bytesize,
-        });
+        if let Some(index) = &mut self.index {
+            index.push(&IndexEntry {
+                address: object.address,
+                object_id: object.object_id,
+                site,
+                generation: object.generation,
+                memsize: object.memsize,
+                bytesize,
+            });
+        }
     }
 
     /// Applies the queued totals updates. Each update is a likely cache miss in a large table;
@@ -472,7 +479,9 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             index,
             ..
         } = self;
-        index.finish();
+        if let Some(index) = index {
+            index.finish();
+        }
         let file_names: Vec<String> = files
             .names
             .iter()
@@ -540,6 +549,14 @@ impl<S: FnMut(Vec<u8>)> DumpAggregator<S> {
             shapes,
             parse,
         }
+    }
+}
+
+impl DumpAggregator<fn(Vec<u8>)> {
+    /// Returns an aggregator that computes the aggregates only, without an object index: for a
+    /// quick look at a dump that will not be diffed.
+    pub fn without_index() -> Self {
+        Self::build(None)
     }
 }
 
@@ -655,6 +672,15 @@ mod tests {
             .unwrap();
         assert_eq!(hash.site, site(None, None, ObjectType::Hash, None));
         assert_eq!(hash.generation, None);
+    }
+
+    #[test]
+    fn test_aggregator_without_index_gives_the_same_aggregates() {
+        let (with_index, _) = aggregate(DUMP);
+        let mut aggregator = DumpAggregator::without_index();
+        let parse =
+            parse_reader(DUMP.as_bytes(), &ParseOptions::default(), &mut aggregator).unwrap();
+        assert_eq!(aggregator.finish(parse), with_index);
     }
 
     #[test]

@@ -224,11 +224,16 @@ fn first_quote(word: u64) -> Option<usize> {
 /// Returns a mask of the low `count` bytes (all bytes from 8 on).
 #[inline(always)]
 fn low_bytes(count: usize) -> u64 {
-    if count >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (count * 8)) - 1
-    }
+    const MASKS: [u64; 9] = {
+        let mut masks = [u64::MAX; 9];
+        let mut count = 0;
+        while count < 8 {
+            masks[count] = (1u64 << (count * 8)) - 1;
+            count += 1;
+        }
+        masks
+    };
+    MASKS[if count < 8 { count } else { 8 }]
 }
 
 /// Packs up to 8 bytes into a little-endian word, at compile time.
@@ -392,6 +397,17 @@ fn digits_value(digits: &[u8]) -> Option<u64> {
         return None;
     }
     let mut value: u64 = 0;
+    if digits.len() <= 19 {
+        // 19 digits cannot overflow a u64: no overflow checks in the common case.
+        for &byte in digits {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value * 10 + u64::from(digit);
+        }
+        return Some(value);
+    }
     for &byte in digits {
         if !byte.is_ascii_digit() {
             return None;
@@ -576,6 +592,18 @@ mod tests {
         assert_eq!(digits_value(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(digits_value(b"18446744073709551616"), None);
         assert_eq!(digits_value(b"12a"), None);
+        assert_eq!(
+            digits_value(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(
+            digits_value(b"99999999999999999999"),
+            None,
+            "20 digits over u64::MAX"
+        );
+        assert_eq!(low_bytes(0), 0);
+        assert_eq!(low_bytes(3), 0xff_ffff);
+        assert_eq!(low_bytes(12), u64::MAX);
         let address =
             |text: &str| hex_string_at(format!("{text},").as_bytes(), 0).map(|(value, _)| value);
         assert_eq!(address(r#""0x7f3056e1c0e8""#), Some(0x7f30_56e1_c0e8));
