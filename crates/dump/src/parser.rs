@@ -9,7 +9,7 @@ use memchr::memchr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BadLine, BadLineReason, ParseError};
-use crate::record::Record;
+use crate::record::{ObjectRecord, Record};
 use crate::scan::{parse_line, parse_line_checked};
 
 /// Receives every parsed record and every bad line, in dump order.
@@ -211,9 +211,10 @@ impl DumpParser {
         }
         // Clean lines (nearly all) take the fast path; anything unusual, and every line in
         // strict mode or in a chunk with a NUL byte, takes the general scanner.
+        let mut record = Record::Object(ObjectRecord::default());
         if !self.options.strict
             && !self.may_hold_nul
-            && let Some(record) = crate::fast::parse_clean_line(line)
+            && crate::fast::parse_clean_line_into(line, &mut record)
         {
             match &record {
                 Record::Object(_) => self.stats.objects += 1,
