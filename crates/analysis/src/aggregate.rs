@@ -112,7 +112,7 @@ struct ScanSiteKey {
 /// dump very often share a file.
 #[derive(Default)]
 struct FileInterner {
-    ids: HashMap<Box<[u8]>, u32, FixedState>,
+    ids: HashMap<Box<[u8]>, u32, PathTailHashing>,
     names: Vec<Box<[u8]>>,
     last: Option<u32>,
 }
@@ -136,6 +136,42 @@ impl FileInterner {
         };
         self.last = Some(id);
         id
+    }
+}
+
+/// Hashes a file path by its length and its last 16 bytes only. Paths share long prefixes
+/// (`/app/vendor/bundle/ruby/3.1.0/gems/...`) and differ in their tails, so this tells them
+/// apart at a fraction of the cost of hashing every byte; the map still compares keys in full,
+/// so paths with equal tails only share a bucket.
+#[derive(Debug, Default, Clone, Copy)]
+struct PathTailHashing;
+
+impl std::hash::BuildHasher for PathTailHashing {
+    type Hasher = PathTailHasher;
+
+    fn build_hasher(&self) -> PathTailHasher {
+        PathTailHasher(0)
+    }
+}
+
+struct PathTailHasher(u64);
+
+impl std::hash::Hasher for PathTailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(16)..];
+        let mut padded = [0u8; 16];
+        padded[..tail.len()].copy_from_slice(tail);
+        let [low, high] = [&padded[..8], &padded[8..]]
+            .map(|half| u64::from_le_bytes(half.try_into().expect("an 8-byte half of 16 bytes")));
+        let length = (bytes.len() as u64).rotate_left(32);
+        let mixed = (self.0 ^ low ^ length).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (mixed ^ high)
+            .wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+            .rotate_left(29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 31)
     }
 }
 
