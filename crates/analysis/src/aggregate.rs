@@ -193,6 +193,8 @@ struct DuplicateCounter {
     entries: HashMap<u64, DuplicateEntry, FixedState>,
     /// Strings not looked up yet.
     pending: Vec<PendingString>,
+    /// The preview bytes of the pending strings, back to back.
+    pending_previews: Vec<u8>,
     hasher: FixedState,
     min_count: u64,
 }
@@ -210,8 +212,8 @@ struct PendingString {
     bytesize: u64,
     memsize: u64,
     has_escapes: bool,
-    preview_length: u8,
-    preview: [u8; DUPLICATE_VALUE_PREVIEW_BYTES],
+    /// Where its preview bytes are in `pending_previews`.
+    preview: std::ops::Range<usize>,
 }
 
 /// How many strings are queued before they are looked up together.
@@ -233,6 +235,7 @@ impl DuplicateCounter {
             promoted: vec![0; PROMOTED_BITS / 64],
             entries: HashMap::with_capacity_and_hasher(1024, FixedState::default()),
             pending: Vec::with_capacity(PENDING_STRINGS),
+            pending_previews: Vec::with_capacity(PENDING_STRINGS * DUPLICATE_VALUE_PREVIEW_BYTES),
             hasher: FixedState::with_seed(0x6865_6170),
             min_count: 2,
         }
@@ -255,8 +258,8 @@ impl DuplicateCounter {
         let key_hash = (content_hash ^ placement.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
         // The preview is copied now: the line it comes from is gone when the batch is applied.
         let cut = floor_char_boundary(value, DUPLICATE_VALUE_PREVIEW_BYTES);
-        let mut preview = [0u8; DUPLICATE_VALUE_PREVIEW_BYTES];
-        preview[..cut].copy_from_slice(&value[..cut]);
+        let preview_start = self.pending_previews.len();
+        self.pending_previews.extend_from_slice(&value[..cut]);
         self.pending.push(PendingString {
             key_hash,
             site,
@@ -264,8 +267,7 @@ impl DuplicateCounter {
             bytesize,
             memsize,
             has_escapes,
-            preview_length: cut as u8,
-            preview,
+            preview: preview_start..preview_start + cut,
         });
         if self.pending.len() == PENDING_STRINGS {
             self.apply_pending();
@@ -276,14 +278,16 @@ impl DuplicateCounter {
     /// together in this loop the CPU overlaps them instead of stalling once per string.
     fn apply_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        let previews = std::mem::take(&mut self.pending_previews);
         for string in &pending {
-            self.count(string);
+            self.count(string, &previews[string.preview.clone()]);
         }
-        self.pending = pending;
+        (self.pending, self.pending_previews) = (pending, previews);
         self.pending.clear();
+        self.pending_previews.clear();
     }
 
-    fn count(&mut self, string: &PendingString) {
+    fn count(&mut self, string: &PendingString, preview: &[u8]) {
         let key_hash = string.key_hash;
         // The filter bit comes from hash bits that neither the slot nor the fingerprint uses.
         let bit = ((key_hash >> 12) as usize) & (PROMOTED_BITS - 1);
@@ -320,8 +324,7 @@ impl DuplicateCounter {
         entry.count += 1;
         entry.memsize += string.memsize;
         if entry.count == 2 {
-            let raw = &string.preview[..usize::from(string.preview_length)];
-            let text = heapfleet_dump::JsonStr::from_raw(raw, string.has_escapes).decode();
+            let text = heapfleet_dump::JsonStr::from_raw(preview, string.has_escapes).decode();
             entry.preview = Some(text.into());
         }
         if self.entries.len() >= DUPLICATE_TABLE_CAPACITY {
