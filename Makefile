@@ -5,7 +5,7 @@ help: ## List targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 demo: ## Import the example dumps and show the diff
-	cargo run --release -p heapfleet -- demo
+	cargo run -p heapfleet -- demo
 
 test: ## Run every test (installs Ruby and heapy if missing)
 	scripts/test.sh
