@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+mod columns;
 mod error;
 mod memory;
 mod sqlite;

@@ -19,10 +19,13 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use heapfleet_analysis::{DumpAggregates, IndexedDump, SiteGenerationStats, SiteKey, Totals};
-use heapfleet_dump::ObjectType;
 use heapfleet_sqlite::{BlockingConnection, Migration};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::columns::{
+    NO_GENERATION, SiteColumns, StoredSite, decode_json, encode_json, from_column_integer,
+    to_column_integer,
+};
 use crate::error::{Result, StorageError};
 use crate::store::{
     AggregateStore, DumpSiteStats, SiteSeriesPoint, aggregates_not_found, check_dump_id,
@@ -38,15 +41,6 @@ const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     sql: include_str!("../migrations/sqlite/0001_create_aggregates.sql"),
 }];
-
-/// `absent` bit: the site has no file.
-const ABSENT_FILE: i64 = 1;
-/// `absent` bit: the site has no class name.
-const ABSENT_CLASS: i64 = 2;
-/// `line` of a site without a line.
-const NO_LINE: i64 = -1;
-/// `generation` of a row without a generation.
-const NO_GENERATION: i64 = -1;
 
 /// The embedded aggregate store: a SQLite file in WAL mode with `synchronous=FULL`.
 pub struct SqliteStore {
@@ -169,110 +163,19 @@ fn sqlite_error(message: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> S
     }
 }
 
-/// Converts an unsigned total for an INTEGER column.
-fn to_sql_integer(value: u64, field: &str, dump: &str) -> Result<i64> {
-    i64::try_from(value).map_err(|_| {
-        StorageError::Invalid(format!(
-            "{field} {value} of dump {dump} is larger than the store can hold"
-        ))
+/// Reads the five site columns starting at `first`.
+fn stored_site_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<StoredSite> {
+    Ok(StoredSite {
+        file: row.get(first)?,
+        line: row.get(first + 1)?,
+        object_type: row.get(first + 2)?,
+        class_name: row.get(first + 3)?,
+        absent: row.get(first + 4)?,
     })
 }
 
-/// Converts an INTEGER column back to an unsigned value.
-fn from_sql_integer<T: TryFrom<i64>>(value: i64, field: &str, dump: &str) -> Result<T> {
-    T::try_from(value).map_err(|_| {
-        StorageError::internal_message(format!(
-            "stored {field} {value} of dump {dump} is out of range"
-        ))
-    })
-}
-
-/// A site key as its columns store it (see the schema file for the encoding).
-struct SiteColumns<'a> {
-    file: &'a str,
-    line: i64,
-    object_type: &'static str,
-    class_name: &'a str,
-    absent: i64,
-}
-
-impl<'a> SiteColumns<'a> {
-    fn new(site: &'a SiteKey) -> SiteColumns<'a> {
-        let mut absent = 0;
-        if site.file.is_none() {
-            absent |= ABSENT_FILE;
-        }
-        if site.class_name.is_none() {
-            absent |= ABSENT_CLASS;
-        }
-        SiteColumns {
-            file: site.file.as_deref().unwrap_or(""),
-            line: site.line.map_or(NO_LINE, i64::from),
-            object_type: site.object_type.as_str(),
-            class_name: site.class_name.as_deref().unwrap_or(""),
-            absent,
-        }
-    }
-}
-
-/// A site key as SQLite returns it, before it is checked into a [`SiteKey`].
-struct StoredSite {
-    file: String,
-    line: i64,
-    object_type: String,
-    class_name: String,
-    absent: i64,
-}
-
-impl StoredSite {
-    /// Reads the five site columns starting at `first`.
-    fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<StoredSite> {
-        Ok(StoredSite {
-            file: row.get(first)?,
-            line: row.get(first + 1)?,
-            object_type: row.get(first + 2)?,
-            class_name: row.get(first + 3)?,
-            absent: row.get(first + 4)?,
-        })
-    }
-
-    fn into_site_key(self, dump: &str) -> Result<SiteKey> {
-        let object_type: ObjectType =
-            self.object_type
-                .parse()
-                .map_err(|parse_error: String| StorageError::Internal {
-                    message: format!("a stored site of dump {dump} has an unknown object type"),
-                    source: Some(parse_error.into()),
-                })?;
-        Ok(SiteKey {
-            file: (self.absent & ABSENT_FILE == 0).then_some(self.file),
-            line: if self.line == NO_LINE {
-                None
-            } else {
-                Some(from_sql_integer(self.line, "line", dump)?)
-            },
-            object_type,
-            class_name: (self.absent & ABSENT_CLASS == 0).then_some(self.class_name),
-        })
-    }
-}
-
-/// The columns of a site key, in [`StoredSite::from_row`] order.
+/// The columns of a site key, in [`stored_site_from_row`] order.
 const SITE_COLUMNS: &str = "file, line, object_type, class_name, absent";
-
-fn encode_json<T: serde::Serialize>(value: &T, part: &str, dump: &str) -> Result<String> {
-    serde_json::to_string(value).map_err(|json_error| StorageError::Internal {
-        message: format!("failed to encode the {part} of dump {dump}"),
-        source: Some(json_error.into()),
-    })
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(text: &str, part: &str, dump: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|json_error| StorageError::Internal {
-        message: format!("the stored {part} of dump {dump} are malformed"),
-        source: Some(json_error.into()),
-    })
-}
 
 /// Fails with `NotFound` unless the dump has aggregates.
 fn require_aggregates(transaction: &Transaction<'_>, dump: &str) -> Result<()> {
@@ -298,7 +201,7 @@ fn read_site_rows(transaction: &Transaction<'_>, dump: &str) -> Result<Vec<SiteG
     let stored: Vec<(StoredSite, i64, [i64; 4])> = statement
         .query_map(params![dump], |row| {
             Ok((
-                StoredSite::from_row(row, 0)?,
+                stored_site_from_row(row, 0)?,
                 row.get(5)?,
                 [row.get(6)?, row.get(7)?, row.get(8)?, row.get(9)?],
             ))
@@ -316,7 +219,7 @@ fn read_site_rows(transaction: &Transaction<'_>, dump: &str) -> Result<Vec<SiteG
                     generation: if generation == NO_GENERATION {
                         None
                     } else {
-                        Some(from_sql_integer(generation, "generation", dump)?)
+                        Some(from_column_integer(generation, "generation", dump)?)
                     },
                     totals: totals_from_sql([count, memsize, bytesize, references], dump)?,
                 })
@@ -329,10 +232,10 @@ fn read_site_rows(transaction: &Transaction<'_>, dump: &str) -> Result<Vec<SiteG
 
 fn totals_from_sql([count, memsize, bytesize, references]: [i64; 4], dump: &str) -> Result<Totals> {
     Ok(Totals {
-        count: from_sql_integer(count, "count", dump)?,
-        memsize: from_sql_integer(memsize, "memsize", dump)?,
-        bytesize: from_sql_integer(bytesize, "bytesize", dump)?,
-        references: from_sql_integer(references, "references", dump)?,
+        count: from_column_integer(count, "count", dump)?,
+        memsize: from_column_integer(memsize, "memsize", dump)?,
+        bytesize: from_column_integer(bytesize, "bytesize", dump)?,
+        references: from_column_integer(references, "references", dump)?,
     })
 }
 
@@ -345,7 +248,7 @@ fn read_index_sites(transaction: &Transaction<'_>, dump: &str) -> Result<Vec<Sit
         .map_err(sqlite_error("failed to prepare the index site read"))?;
     let stored: Vec<(i64, StoredSite)> = statement
         .query_map(params![dump], |row| {
-            Ok((row.get(0)?, StoredSite::from_row(row, 1)?))
+            Ok((row.get(0)?, stored_site_from_row(row, 1)?))
         })
         .and_then(Iterator::collect)
         .map_err(sqlite_error(format!(
@@ -408,10 +311,10 @@ fn write_aggregates(
                 columns.class_name,
                 columns.absent,
                 row.generation.map_or(NO_GENERATION, i64::from),
-                to_sql_integer(row.totals.count, "count", dump)?,
-                to_sql_integer(row.totals.memsize, "memsize", dump)?,
-                to_sql_integer(row.totals.bytesize, "bytesize", dump)?,
-                to_sql_integer(row.totals.references, "references", dump)?,
+                to_column_integer(row.totals.count, "count", dump)?,
+                to_column_integer(row.totals.memsize, "memsize", dump)?,
+                to_column_integer(row.totals.bytesize, "bytesize", dump)?,
+                to_column_integer(row.totals.references, "references", dump)?,
             ])
             .map_err(write_error())?;
     }
@@ -691,6 +594,8 @@ impl AggregateStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use heapfleet_dump::ObjectType;
+
     use super::*;
 
     #[tokio::test]
