@@ -15,6 +15,7 @@
 mod columns;
 mod error;
 mod memory;
+mod scylla;
 mod sqlite;
 mod store;
 #[cfg(any(test, feature = "testsuite"))]
@@ -22,5 +23,6 @@ pub mod testsuite;
 
 pub use error::{BoxError, Result, StorageError};
 pub use memory::MemoryStore;
+pub use scylla::{ScyllaConfig, ScyllaConsistency, ScyllaStore};
 pub use sqlite::{STORE_FILE_NAME, SqliteStore};
 pub use store::{AggregateStore, DumpSiteStats, SiteSeriesPoint};
