@@ -53,7 +53,8 @@ pub struct NewDump {
 
 impl NewDump {
     /// Checks the fields a catalog relies on: a non-empty tenant, host and file name, non-empty
-    /// label keys and a well-formed content hash.
+    /// label keys, no NUL character in any text (PostgreSQL cannot store one, so no backend
+    /// accepts it) and a well-formed content hash.
     pub fn validate(&self) -> Result<()> {
         if self.process.tenant.is_empty() {
             return Err(CatalogError::Invalid("tenant must not be empty".to_owned()));
@@ -70,6 +71,26 @@ impl NewDump {
             return Err(CatalogError::Invalid(
                 "label keys must not be empty".to_owned(),
             ));
+        }
+        let texts = [
+            ("tenant", self.process.tenant.as_str()),
+            ("host", &self.process.host),
+            ("instance", &self.process.instance),
+            ("role", self.role.as_deref().unwrap_or_default()),
+            ("file name", &self.file_name),
+        ];
+        let label_texts = self
+            .labels
+            .iter()
+            .flat_map(|(key, value)| [("label key", key.as_str()), ("label value", value)]);
+        if let Some((field, _)) = texts
+            .into_iter()
+            .chain(label_texts)
+            .find(|(_, text)| text.contains('\0'))
+        {
+            return Err(CatalogError::Invalid(format!(
+                "{field} must not contain a NUL character"
+            )));
         }
         if !is_lower_hex(&self.content_sha256, 64) {
             return Err(CatalogError::Invalid(format!(
@@ -514,7 +535,19 @@ mod tests {
         no_tenant.process.tenant.clear();
         let mut empty_label = valid.clone();
         empty_label.labels.insert(String::new(), "x".to_owned());
-        for invalid in [upper_hash, no_tenant, empty_label] {
+        let mut nul_in_host = valid.clone();
+        nul_in_host.process.host.push('\0');
+        let mut nul_in_label = valid.clone();
+        nul_in_label
+            .labels
+            .insert("version".to_owned(), "v1\0".to_owned());
+        for invalid in [
+            upper_hash,
+            no_tenant,
+            empty_label,
+            nul_in_host,
+            nul_in_label,
+        ] {
             assert!(matches!(invalid.validate(), Err(CatalogError::Invalid(_))));
         }
     }

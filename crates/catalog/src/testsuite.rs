@@ -177,7 +177,11 @@ pub async fn test_catalog_register_dump_rejects_invalid_input(catalog: &dyn Cata
     no_host.process.host = String::new();
     let mut too_large = valid.clone();
     too_large.size_bytes = u64::MAX;
-    for invalid in [bad_hash, no_host, too_large] {
+    let mut nul_in_label = valid.clone();
+    nul_in_label
+        .labels
+        .insert("deploy".to_owned(), "a\0b".to_owned());
+    for invalid in [bad_hash, no_host, too_large, nul_in_label] {
         let result = catalog.register_dump(invalid).await;
         assert!(
             matches!(result, Err(CatalogError::Invalid(_))),
