@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod catalog;
+mod convert;
 mod error;
 mod model;
 mod sqlite;

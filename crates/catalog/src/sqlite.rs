@@ -21,6 +21,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use crate::catalog::Catalog;
+use crate::convert::{StoredDump, check_tenant, dump_not_found, from_sql_integer, to_sql_integer};
 use crate::error::{CatalogError, Result};
 use crate::model::{
     DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, NewDump, ProcessKey, ProcessSummary,
@@ -130,22 +131,6 @@ fn sqlite_error(message: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> C
     }
 }
 
-/// Converts an unsigned field for an INTEGER column.
-fn to_sql_integer(value: u64, field: &str) -> Result<i64> {
-    i64::try_from(value).map_err(|_| {
-        CatalogError::Invalid(format!(
-            "{field} {value} is larger than the catalog can store"
-        ))
-    })
-}
-
-/// Converts an INTEGER column back to an unsigned field.
-fn from_sql_integer<T: TryFrom<i64>>(value: i64, field: &str) -> Result<T> {
-    T::try_from(value).map_err(|_| {
-        CatalogError::internal_message(format!("stored {field} {value} is out of range"))
-    })
-}
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -154,36 +139,13 @@ fn unix_now() -> i64 {
         })
 }
 
-/// The columns [`StoredDump::from_row`] reads, in order.
+/// The columns `StoredDump::from_row` reads, in order.
 const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, labels, \
      file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, failure_reason, attempts, \
      objects, bad_lines, registered_at_unix";
 
-/// A `dumps` row as SQLite returns it, before it is checked into a [`DumpRecord`].
-struct StoredDump {
-    dump_id: String,
-    tenant: String,
-    host: String,
-    pid: i64,
-    instance: String,
-    taken_at_unix: i64,
-    jobs: Option<i64>,
-    role: Option<String>,
-    labels: String,
-    file_name: String,
-    size_bytes: i64,
-    content_sha256: String,
-    gc_count: Option<i64>,
-    rss_bytes: Option<i64>,
-    status: String,
-    failure_reason: Option<String>,
-    attempts: i64,
-    objects: i64,
-    bad_lines: i64,
-    registered_at_unix: i64,
-}
-
 impl StoredDump {
+    /// Reads a row selected with [`DUMP_COLUMNS`].
     fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDump> {
         Ok(StoredDump {
             dump_id: row.get(0)?,
@@ -208,55 +170,6 @@ impl StoredDump {
             registered_at_unix: row.get(19)?,
         })
     }
-
-    /// Checks the row into a record; anything that does not parse is corrupt data.
-    fn into_record(self) -> Result<DumpRecord> {
-        let id: DumpId = self.dump_id.parse().map_err(|_| {
-            CatalogError::internal_message(format!(
-                "stored dump id {:?} is malformed",
-                self.dump_id
-            ))
-        })?;
-        let kind: DumpStatusKind = self.status.parse().map_err(|_| {
-            CatalogError::internal_message(format!(
-                "dump {id} has unknown stored status {:?}",
-                self.status
-            ))
-        })?;
-        let labels =
-            serde_json::from_str(&self.labels).map_err(|json_error| CatalogError::Internal {
-                message: format!("dump {id} has malformed stored labels"),
-                source: Some(json_error.into()),
-            })?;
-        let optional = |value: Option<i64>, field: &str| {
-            value
-                .map(|value| from_sql_integer(value, field))
-                .transpose()
-        };
-        Ok(DumpRecord {
-            process: ProcessKey {
-                tenant: self.tenant,
-                host: self.host,
-                pid: from_sql_integer(self.pid, "pid")?,
-                instance: self.instance,
-            },
-            taken_at_unix: self.taken_at_unix,
-            jobs: optional(self.jobs, "jobs")?,
-            role: self.role,
-            labels,
-            file_name: self.file_name,
-            size_bytes: from_sql_integer(self.size_bytes, "size")?,
-            content_sha256: self.content_sha256,
-            gc_count: optional(self.gc_count, "gc count")?,
-            rss_bytes: optional(self.rss_bytes, "rss")?,
-            status: DumpStatus::from_parts(kind, self.failure_reason),
-            attempts: from_sql_integer(self.attempts, "attempts")?,
-            objects: from_sql_integer(self.objects, "objects")?,
-            bad_lines: from_sql_integer(self.bad_lines, "bad lines")?,
-            registered_at_unix: self.registered_at_unix,
-            id,
-        })
-    }
 }
 
 fn select_dump(connection: &Connection, id: &DumpId) -> Result<Option<DumpRecord>> {
@@ -269,18 +182,6 @@ fn select_dump(connection: &Connection, id: &DumpId) -> Result<Option<DumpRecord
         .optional()
         .map_err(sqlite_error(format!("failed to read dump {id}")))?;
     stored.map(StoredDump::into_record).transpose()
-}
-
-/// Fails with `Invalid` for an empty tenant: reads never span tenants.
-fn check_tenant(tenant: &str) -> Result<()> {
-    if tenant.is_empty() {
-        return Err(CatalogError::Invalid("tenant must not be empty".to_owned()));
-    }
-    Ok(())
-}
-
-fn dump_not_found(id: &DumpId) -> CatalogError {
-    CatalogError::NotFound(format!("dump {id}"))
 }
 
 #[async_trait]
@@ -600,15 +501,5 @@ mod tests {
         for (position, migration) in MIGRATIONS.iter().enumerate() {
             assert_eq!(migration.version, position as i64 + 1);
         }
-    }
-
-    #[test]
-    fn test_to_sql_integer_rejects_values_above_i64() {
-        assert_eq!(to_sql_integer(5, "size").unwrap(), 5);
-        assert!(matches!(
-            to_sql_integer(u64::MAX, "size"),
-            Err(CatalogError::Invalid(_))
-        ));
-        assert!(from_sql_integer::<u64>(-1, "size").is_err());
     }
 }

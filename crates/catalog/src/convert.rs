@@ -1,0 +1,141 @@
+//! Checks and conversions every catalog backend shares, so that they agree on what is invalid
+//! and what is corrupt: unsigned fields to and from signed 64-bit columns, a stored `dumps` row
+//! checked into a [`DumpRecord`], the tenant check of reads, and the not-found error.
+//!
+//! Knows no backend: no driver types appear here; each backend fills a [`StoredDump`] from its
+//! own row type.
+
+use crate::error::{CatalogError, Result};
+use crate::model::{DumpId, DumpRecord, DumpStatus, DumpStatusKind, ProcessKey};
+
+/// Converts an unsigned field for a signed 64-bit column; a value above `i64::MAX` is the
+/// caller's mistake (`Invalid`).
+pub(crate) fn to_sql_integer(value: u64, field: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        CatalogError::Invalid(format!(
+            "{field} {value} is larger than the catalog can store"
+        ))
+    })
+}
+
+/// Converts a signed 64-bit column back to an unsigned field; a value out of range is corrupt
+/// data (`Internal`).
+pub(crate) fn from_sql_integer<T: TryFrom<i64>>(value: i64, field: &str) -> Result<T> {
+    T::try_from(value).map_err(|_| {
+        CatalogError::internal_message(format!("stored {field} {value} is out of range"))
+    })
+}
+
+/// A `dumps` row as a backend reads it (integers signed, labels as JSON text, the status as its
+/// stored name), before it is checked into a [`DumpRecord`].
+pub(crate) struct StoredDump {
+    pub(crate) dump_id: String,
+    pub(crate) tenant: String,
+    pub(crate) host: String,
+    pub(crate) pid: i64,
+    pub(crate) instance: String,
+    pub(crate) taken_at_unix: i64,
+    pub(crate) jobs: Option<i64>,
+    pub(crate) role: Option<String>,
+    pub(crate) labels: String,
+    pub(crate) file_name: String,
+    pub(crate) size_bytes: i64,
+    pub(crate) content_sha256: String,
+    pub(crate) gc_count: Option<i64>,
+    pub(crate) rss_bytes: Option<i64>,
+    pub(crate) status: String,
+    pub(crate) failure_reason: Option<String>,
+    pub(crate) attempts: i64,
+    pub(crate) objects: i64,
+    pub(crate) bad_lines: i64,
+    pub(crate) registered_at_unix: i64,
+}
+
+impl StoredDump {
+    /// Checks the row into a record; anything that does not parse is corrupt data.
+    pub(crate) fn into_record(self) -> Result<DumpRecord> {
+        let id: DumpId = self.dump_id.parse().map_err(|_| {
+            CatalogError::internal_message(format!(
+                "stored dump id {:?} is malformed",
+                self.dump_id
+            ))
+        })?;
+        let kind: DumpStatusKind = self.status.parse().map_err(|_| {
+            CatalogError::internal_message(format!(
+                "dump {id} has unknown stored status {:?}",
+                self.status
+            ))
+        })?;
+        let labels =
+            serde_json::from_str(&self.labels).map_err(|json_error| CatalogError::Internal {
+                message: format!("dump {id} has malformed stored labels"),
+                source: Some(json_error.into()),
+            })?;
+        let optional = |value: Option<i64>, field: &str| {
+            value
+                .map(|value| from_sql_integer(value, field))
+                .transpose()
+        };
+        Ok(DumpRecord {
+            process: ProcessKey {
+                tenant: self.tenant,
+                host: self.host,
+                pid: from_sql_integer(self.pid, "pid")?,
+                instance: self.instance,
+            },
+            taken_at_unix: self.taken_at_unix,
+            jobs: optional(self.jobs, "jobs")?,
+            role: self.role,
+            labels,
+            file_name: self.file_name,
+            size_bytes: from_sql_integer(self.size_bytes, "size")?,
+            content_sha256: self.content_sha256,
+            gc_count: optional(self.gc_count, "gc count")?,
+            rss_bytes: optional(self.rss_bytes, "rss")?,
+            status: DumpStatus::from_parts(kind, self.failure_reason),
+            attempts: from_sql_integer(self.attempts, "attempts")?,
+            objects: from_sql_integer(self.objects, "objects")?,
+            bad_lines: from_sql_integer(self.bad_lines, "bad lines")?,
+            registered_at_unix: self.registered_at_unix,
+            id,
+        })
+    }
+}
+
+/// Fails with `Invalid` for an empty tenant: reads never span tenants.
+pub(crate) fn check_tenant(tenant: &str) -> Result<()> {
+    if tenant.is_empty() {
+        return Err(CatalogError::Invalid("tenant must not be empty".to_owned()));
+    }
+    Ok(())
+}
+
+/// Returns the error for a dump the catalog does not hold.
+pub(crate) fn dump_not_found(id: &DumpId) -> CatalogError {
+    CatalogError::NotFound(format!("dump {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_to_sql_integer_rejects_values_above_i64() {
+        assert_eq!(to_sql_integer(5, "size").unwrap(), 5);
+        assert!(matches!(
+            to_sql_integer(u64::MAX, "size"),
+            Err(CatalogError::Invalid(_))
+        ));
+        assert!(matches!(
+            from_sql_integer::<u64>(-1, "size"),
+            Err(CatalogError::Internal { .. })
+        ));
+        assert_eq!(from_sql_integer::<u32>(7, "pid").unwrap(), 7);
+    }
+
+    #[test]
+    fn test_check_tenant_rejects_the_empty_tenant() {
+        assert!(check_tenant("acme").is_ok());
+        assert!(matches!(check_tenant(""), Err(CatalogError::Invalid(_))));
+    }
+}
