@@ -4,7 +4,7 @@
 //!
 //! Callers hold an `Arc<dyn Catalog>` ([`Catalog`]) and speak only the domain types of this
 //! crate. [`SqliteCatalog`] is the embedded, durable implementation used in single-node mode and
-//! in tests; a PostgreSQL implementation for the distributed stack will run the same conformance
+//! in tests; [`PostgresCatalog`] serves the distributed stack. Both pass the same conformance
 //! suite (`testsuite` module, behind the `testsuite` feature).
 //!
 //! Invariant: this crate depends on no other backend crate (in particular not on
@@ -16,6 +16,7 @@ mod catalog;
 mod convert;
 mod error;
 mod model;
+mod postgres;
 mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -25,4 +26,5 @@ pub use error::{BoxError, CatalogError, Result};
 pub use model::{
     DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, NewDump, ProcessKey, ProcessSummary,
 };
+pub use postgres::PostgresCatalog;
 pub use sqlite::{CATALOG_FILE_NAME, SqliteCatalog};

@@ -1,0 +1,739 @@
+//! [`PostgresCatalog`]: the catalog of the distributed stack, in PostgreSQL, through
+//! tokio-postgres and a deadpool connection pool.
+//!
+//! Schema: the numbered `.sql` files under `migrations/postgres/` are applied at connect, all in
+//! one transaction that first takes a transaction-scoped advisory lock, so services starting at
+//! once against a new database take turns and each step runs exactly once. The table
+//! `catalog_schema_migrations` records the applied versions; a database migrated by a newer
+//! build is refused rather than guessed at.
+//!
+//! Consistency: every call is one statement, except registration, which inserts (doing nothing
+//! when the id exists) and reads the row back in one READ COMMITTED transaction. A registration
+//! racing another for the same id waits for the other's commit, then returns its row.
+//!
+//! Errors: lost connections, I/O failures, timeouts, serialization failures, deadlocks and a
+//! server shutting down are `Unavailable` (retryable); data the server rejects is `Invalid`;
+//! anything else is `Internal`. The driver's error stays the source; messages never carry SQL,
+//! host names or credentials.
+//!
+//! Connections are plain TCP or Unix sockets: TLS is not supported yet, so a connection string
+//! with `sslmode=require` fails to connect.
+//!
+//! This module must not depend on any other backend.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::config::Host;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{NoTls, Row};
+
+use crate::catalog::Catalog;
+use crate::convert::{StoredDump, check_tenant, dump_not_found, from_sql_integer, to_sql_integer};
+use crate::error::{CatalogError, Result};
+use crate::model::{
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, NewDump, ProcessKey, ProcessSummary,
+};
+
+/// One schema step: `sql` takes the database from `version - 1` to `version`.
+struct PostgresMigration {
+    version: i64,
+    sql: &'static str,
+}
+
+/// Every schema step, in order. Append only: a released step never changes.
+const MIGRATIONS: &[PostgresMigration] = &[PostgresMigration {
+    version: 1,
+    sql: include_str!("../migrations/postgres/0001_create_dumps.sql"),
+}];
+
+/// The advisory lock that serialises migrations ("heapflee" in ASCII). Any other user of
+/// advisory locks in the same database must avoid this key.
+const MIGRATION_LOCK_KEY: i64 = 0x6865_6170_666c_6565;
+
+/// How long a starting service waits for another one's migration before it gives up with
+/// `Unavailable`.
+const MIGRATION_LOCK_TIMEOUT: &str = "60s";
+
+/// Connections the pool opens at most. Catalog calls are short, so a few connections serve
+/// many concurrent requests.
+const POOL_MAX_SIZE: usize = 16;
+
+/// How long opening one connection may take (unless the connection string sets
+/// `connect_timeout`), and how long a call waits for a free pooled connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Names the sessions in `pg_stat_activity` unless the connection string names them.
+const APPLICATION_NAME: &str = "heapfleet";
+
+const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS catalog_schema_migrations ( \
+     version BIGINT NOT NULL PRIMARY KEY, \
+     applied_at TIMESTAMPTZ NOT NULL DEFAULT now())";
+const SELECT_SCHEMA_VERSION: &str =
+    "SELECT COALESCE(MAX(version), 0)::BIGINT FROM catalog_schema_migrations";
+const INSERT_SCHEMA_VERSION: &str = "INSERT INTO catalog_schema_migrations (version) VALUES ($1)";
+
+/// The columns [`stored_dump`] reads, in order. Labels come back as JSON text, as the embedded
+/// catalog stores them, so both backends check rows with the same code.
+const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, \
+     labels::TEXT, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
+     failure_reason, attempts, objects, bad_lines, registered_at_unix";
+
+const INSERT_DUMP: &str = "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, \
+     jobs, role, labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     ON CONFLICT (dump_id) DO NOTHING";
+const UPDATE_STATUS: &str = "UPDATE dumps \
+     SET status = $2, failure_reason = $3, attempts = attempts + $4 WHERE dump_id = $1";
+const UPDATE_READY: &str = "UPDATE dumps \
+     SET status = $2, failure_reason = NULL, objects = $3, bad_lines = $4 WHERE dump_id = $1";
+const SELECT_PROCESSES: &str = "SELECT host, pid, instance, COUNT(*), MIN(taken_at_unix), \
+     MAX(taken_at_unix) FROM dumps WHERE tenant = $1 \
+     GROUP BY host, pid, instance ORDER BY host, pid, instance";
+const DELETE_DUMP: &str = "DELETE FROM dumps WHERE dump_id = $1";
+
+/// The catalog in PostgreSQL: a pool of connections to one database whose schema
+/// [`PostgresCatalog::connect`] brought up to date.
+pub struct PostgresCatalog {
+    pool: Pool,
+    /// `user@host:port/database`, for `Debug`: never the password.
+    database: String,
+}
+
+impl fmt::Debug for PostgresCatalog {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("PostgresCatalog")
+            .field("database", &self.database)
+            .field("pool_max_size", &self.pool.status().max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresCatalog {
+    /// Connects to the database named by `url_or_config`, either a URL
+    /// (`postgresql://user:password@host:5432/database`) or libpq's key-value form
+    /// (`host=127.0.0.1 port=5432 user=heapfleet dbname=heapfleet`), and brings its schema up
+    /// to date.
+    ///
+    /// Fails with `Invalid` for a malformed string (the message does not repeat it: it may hold
+    /// a password) or a schema newer than this build, `Unavailable` when the server cannot be
+    /// reached.
+    pub async fn connect(url_or_config: &str) -> Result<PostgresCatalog> {
+        let config: tokio_postgres::Config = url_or_config.parse().map_err(|_| {
+            CatalogError::Invalid("the catalog's PostgreSQL connection string is malformed".into())
+        })?;
+        PostgresCatalog::connect_with_config(config).await
+    }
+
+    /// Like [`PostgresCatalog::connect`], for a configuration built in code (for example with a
+    /// password read from a secret file).
+    pub async fn connect_with_config(
+        mut config: tokio_postgres::Config,
+    ) -> Result<PostgresCatalog> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
+        let database = describe_database(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection that died unnoticed fails its next call with `Unavailable`,
+                // which callers retry; a test query before every call would cost a round trip.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_MAX_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|build_error| CatalogError::Internal {
+                message: "failed to build the catalog's connection pool".to_owned(),
+                source: Some(build_error.into()),
+            })?;
+        let catalog = PostgresCatalog { pool, database };
+        catalog.migrate().await?;
+        Ok(catalog)
+    }
+
+    /// Returns the schema version of the database: the number of migrations applied.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(SELECT_SCHEMA_VERSION, &[])
+            .await
+            .map_err(postgres_error("failed to read the catalog schema version"))?;
+        row.try_get(0)
+            .map_err(postgres_error("failed to read the catalog schema version"))
+    }
+
+    /// Returns the newest schema version this build knows.
+    pub fn latest_schema_version() -> i64 {
+        MIGRATIONS.last().map_or(0, |migration| migration.version)
+    }
+
+    /// Applies the migrations the database lacks, refusing one migrated by a newer build.
+    async fn migrate(&self) -> Result<()> {
+        let failed = "failed to migrate the catalog schema";
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error(failed))?;
+        // Services starting together against a new database would otherwise all find version 0
+        // and race to create the same tables. The lock makes them take turns: the first applies
+        // every step, the others then find nothing left to do. It is scoped to the transaction,
+        // so commit, rollback or a dropped connection releases it. `SET LOCAL` bounds the wait
+        // behind a stuck starter and ends with the transaction too.
+        transaction
+            .batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'; \
+                 SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY}); \
+                 {CREATE_SCHEMA_TABLE}"
+            ))
+            .await
+            .map_err(postgres_error(failed))?;
+        let current: i64 = transaction
+            .query_one(SELECT_SCHEMA_VERSION, &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(postgres_error(failed))?;
+        let latest = PostgresCatalog::latest_schema_version();
+        if current > latest {
+            return Err(CatalogError::Invalid(format!(
+                "the catalog database has schema version {current}, newer than this build \
+                 supports ({latest})"
+            )));
+        }
+        for migration in MIGRATIONS
+            .iter()
+            .filter(|migration| migration.version > current)
+        {
+            let failed_step = || format!("failed to apply catalog migration {}", migration.version);
+            transaction
+                .batch_execute(migration.sql)
+                .await
+                .map_err(postgres_error(failed_step()))?;
+            transaction
+                .execute(INSERT_SCHEMA_VERSION, &[&migration.version])
+                .await
+                .map_err(postgres_error(failed_step()))?;
+        }
+        transaction.commit().await.map_err(postgres_error(failed))
+    }
+
+    /// Takes a connection from the pool, opening one if none is idle.
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|pool_error| {
+            let message = "failed to get a connection to the catalog database".to_owned();
+            match pool_error {
+                PoolError::Backend(error) => classify(message, error),
+                PoolError::Timeout(_) => CatalogError::Unavailable {
+                    message,
+                    source: pool_error.into(),
+                },
+                other => CatalogError::Internal {
+                    message,
+                    source: Some(other.into()),
+                },
+            }
+        })
+    }
+}
+
+/// Describes the database for `Debug` and logs: user, hosts, ports and database name, never
+/// the password or other options.
+fn describe_database(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "{}@{}:{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        ports.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Returns a mapper that files a driver error under the variant the caller can act on.
+fn postgres_error(
+    message: impl Into<String>,
+) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
+    move |error| classify(message.into(), error)
+}
+
+/// What a caller can do about a driver error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorClass {
+    /// Retry later.
+    Transient,
+    /// The request's data was rejected.
+    BadInput,
+    /// A unique constraint other than the ones the code resolves itself.
+    Conflict,
+    /// Anything else: a bug, corrupt data, a misconfiguration.
+    Other,
+}
+
+/// Classifies a server error by its SQLSTATE
+/// (<https://www.postgresql.org/docs/current/errcodes-appendix.html>).
+fn class_of_sqlstate(code: &str) -> ErrorClass {
+    match code {
+        // Another transaction holds the row (unique violation): not retryable as is.
+        "23505" => ErrorClass::Conflict,
+        // Query canceled (statement timeout), lock not available (lock timeout), the server
+        // shutting down or starting up, a read-only standby after a failover.
+        "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "25006" => ErrorClass::Transient,
+        _ => match code.get(..2) {
+            // Connection exception; transaction rollback (serialization failure, deadlock);
+            // insufficient resources (disk full, out of memory, too many connections); system
+            // error (I/O).
+            Some("08" | "40" | "53" | "58") => ErrorClass::Transient,
+            // Data exception (a value out of range, a character the encoding cannot hold) and
+            // the schema's other integrity checks.
+            Some("22" | "23") => ErrorClass::BadInput,
+            _ => ErrorClass::Other,
+        },
+    }
+}
+
+/// Classifies a driver error: by SQLSTATE when the server sent one, otherwise a closed
+/// connection or a failed socket is transient and anything else is not.
+fn class_of_error(error: &tokio_postgres::Error) -> ErrorClass {
+    if let Some(code) = error.code() {
+        return class_of_sqlstate(code.code());
+    }
+    if error.is_closed() {
+        return ErrorClass::Transient;
+    }
+    let mut source_opt = std::error::Error::source(error);
+    while let Some(source) = source_opt {
+        if let Some(io_error) = source.downcast_ref::<std::io::Error>() {
+            // The driver reports malformed protocol data as InvalidInput/InvalidData I/O
+            // errors; retrying does not fix those.
+            return match io_error.kind() {
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                    ErrorClass::Other
+                }
+                _ => ErrorClass::Transient,
+            };
+        }
+        source_opt = source.source();
+    }
+    ErrorClass::Other
+}
+
+fn classify(message: String, error: tokio_postgres::Error) -> CatalogError {
+    match class_of_error(&error) {
+        ErrorClass::Transient => CatalogError::Unavailable {
+            message,
+            source: error.into(),
+        },
+        // The server's own message says which value it rejected; it is safe to show because it
+        // names no SQL, but the source keeps the rest.
+        ErrorClass::BadInput => CatalogError::Invalid(match error.as_db_error() {
+            Some(db_error) => format!("{message}: {}", db_error.message()),
+            None => message,
+        }),
+        ErrorClass::Conflict => CatalogError::Conflict(message),
+        ErrorClass::Other => CatalogError::Internal {
+            message,
+            source: Some(error.into()),
+        },
+    }
+}
+
+/// Reads a row selected with [`DUMP_COLUMNS`].
+fn stored_dump(row: &Row) -> std::result::Result<StoredDump, tokio_postgres::Error> {
+    Ok(StoredDump {
+        dump_id: row.try_get(0)?,
+        tenant: row.try_get(1)?,
+        host: row.try_get(2)?,
+        pid: row.try_get(3)?,
+        instance: row.try_get(4)?,
+        taken_at_unix: row.try_get(5)?,
+        jobs: row.try_get(6)?,
+        role: row.try_get(7)?,
+        labels: row.try_get(8)?,
+        file_name: row.try_get(9)?,
+        size_bytes: row.try_get(10)?,
+        content_sha256: row.try_get(11)?,
+        gc_count: row.try_get(12)?,
+        rss_bytes: row.try_get(13)?,
+        status: row.try_get(14)?,
+        failure_reason: row.try_get(15)?,
+        attempts: i64::from(row.try_get::<_, i32>(16)?),
+        objects: row.try_get(17)?,
+        bad_lines: row.try_get(18)?,
+        registered_at_unix: row.try_get(19)?,
+    })
+}
+
+/// Checks a row into a record.
+fn dump_record(row: &Row) -> Result<DumpRecord> {
+    stored_dump(row)
+        .map_err(postgres_error("failed to read a dump row"))?
+        .into_record()
+}
+
+/// One query parameter of a statement built at run time.
+type Parameter = Box<dyn ToSql + Send + Sync>;
+
+/// Builds the `list_dumps` query for `filter`: only the conditions it sets, so the planner sees
+/// plain equalities and ranges it can match to the indexes. At most 2^8 shapes exist, which
+/// bounds each connection's statement cache.
+fn list_dumps_query(filter: &DumpFilter) -> (String, Vec<Parameter>) {
+    let mut sql = format!("SELECT {DUMP_COLUMNS} FROM dumps WHERE tenant = $1");
+    let mut parameters: Vec<Parameter> = vec![Box::new(filter.tenant.clone())];
+    let mut condition = |column_and_operator: &str, parameter: Parameter| {
+        parameters.push(parameter);
+        sql.push_str(&format!(" AND {column_and_operator} ${}", parameters.len()));
+    };
+    if let Some(host) = &filter.host {
+        condition("host =", Box::new(host.clone()));
+    }
+    if let Some(pid) = filter.pid {
+        condition("pid =", Box::new(i64::from(pid)));
+    }
+    if let Some(instance) = &filter.instance {
+        condition("instance =", Box::new(instance.clone()));
+    }
+    if let Some(role) = &filter.role {
+        condition("role =", Box::new(role.clone()));
+    }
+    if let Some(taken_after) = filter.taken_after {
+        condition("taken_at_unix >=", Box::new(taken_after));
+    }
+    if let Some(taken_before) = filter.taken_before {
+        condition("taken_at_unix <", Box::new(taken_before));
+    }
+    if let Some(status) = filter.status {
+        condition("status =", Box::new(status.as_str()));
+    }
+    if !filter.labels.is_empty() {
+        // Containment of a JSON object of strings in another: every filter key is present with
+        // exactly the filter's value, which is what DumpFilter::matches asks.
+        condition("labels @>", Box::new(Json(filter.labels.clone())));
+    }
+    sql.push_str(" ORDER BY host, pid, instance, taken_at_unix, dump_id");
+    (sql, parameters)
+}
+
+#[async_trait]
+impl Catalog for PostgresCatalog {
+    async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+        new_dump.validate()?;
+        let id = new_dump.dump_id();
+        let jobs = new_dump
+            .jobs
+            .map(|jobs| to_sql_integer(jobs, "jobs"))
+            .transpose()?;
+        let size_bytes = to_sql_integer(new_dump.size_bytes, "size")?;
+        let gc_count = new_dump
+            .gc_count
+            .map(|gc_count| to_sql_integer(gc_count, "gc count"))
+            .transpose()?;
+        let rss_bytes = new_dump
+            .rss_bytes
+            .map(|rss_bytes| to_sql_integer(rss_bytes, "rss"))
+            .transpose()?;
+        let failed = format!("failed to register dump {id}");
+        let mut client = self.client().await?;
+        // READ COMMITTED: the insert waits for a concurrent registration of the same id to
+        // commit and then does nothing; the select that follows takes a new snapshot and sees
+        // the row either way.
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(postgres_error(failed.as_str()))?;
+        let insert = transaction
+            .prepare_cached(INSERT_DUMP)
+            .await
+            .map_err(postgres_error(failed.as_str()))?;
+        let inserted = transaction
+            .execute(
+                &insert,
+                &[
+                    &id.as_str(),
+                    &new_dump.process.tenant,
+                    &new_dump.process.host,
+                    &i64::from(new_dump.process.pid),
+                    &new_dump.process.instance,
+                    &new_dump.taken_at_unix,
+                    &jobs,
+                    &new_dump.role,
+                    &Json(&new_dump.labels),
+                    &new_dump.file_name,
+                    &size_bytes,
+                    &new_dump.content_sha256,
+                    &gc_count,
+                    &rss_bytes,
+                    &DumpStatusKind::Uploaded.as_str(),
+                ],
+            )
+            .await
+            .map_err(postgres_error(failed.as_str()))?;
+        let select = transaction
+            .prepare_cached(&format!(
+                "SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = $1"
+            ))
+            .await
+            .map_err(postgres_error(failed.as_str()))?;
+        let row = transaction
+            .query_opt(&select, &[&id.as_str()])
+            .await
+            .map_err(postgres_error(failed.as_str()))?
+            .ok_or_else(|| {
+                CatalogError::internal_message(format!(
+                    "dump {id} vanished while it was registered"
+                ))
+            })?;
+        let record = dump_record(&row)?;
+        transaction
+            .commit()
+            .await
+            .map_err(postgres_error(format!("failed to commit dump {id}")))?;
+        Ok((record, inserted == 1))
+    }
+
+    async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord> {
+        let failed = || format!("failed to read dump {id}");
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = $1"
+            ))
+            .await
+            .map_err(postgres_error(failed()))?;
+        let row = client
+            .query_opt(&select, &[&id.as_str()])
+            .await
+            .map_err(postgres_error(failed()))?
+            .ok_or_else(|| dump_not_found(id))?;
+        dump_record(&row)
+    }
+
+    async fn list_dumps(&self, filter: &DumpFilter) -> Result<Vec<DumpRecord>> {
+        check_tenant(&filter.tenant)?;
+        let (sql, parameters) = list_dumps_query(filter);
+        let parameter_refs: Vec<&(dyn ToSql + Sync)> = parameters
+            .iter()
+            .map(|parameter| parameter.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(postgres_error("failed to list dumps"))?;
+        let rows = client
+            .query(&select, &parameter_refs)
+            .await
+            .map_err(postgres_error("failed to list dumps"))?;
+        rows.iter().map(dump_record).collect()
+    }
+
+    async fn set_status(&self, id: &DumpId, status: DumpStatus) -> Result<()> {
+        let failed = || format!("failed to set the status of dump {id}");
+        let attempt = i32::from(status == DumpStatus::Ingesting);
+        let client = self.client().await?;
+        let update = client
+            .prepare_cached(UPDATE_STATUS)
+            .await
+            .map_err(postgres_error(failed()))?;
+        let updated = client
+            .execute(
+                &update,
+                &[
+                    &id.as_str(),
+                    &status.kind().as_str(),
+                    &status.failure_reason(),
+                    &attempt,
+                ],
+            )
+            .await
+            .map_err(postgres_error(failed()))?;
+        if updated == 0 {
+            return Err(dump_not_found(id));
+        }
+        Ok(())
+    }
+
+    async fn mark_ready(&self, id: &DumpId, objects: u64, bad_lines: u64) -> Result<()> {
+        let failed = || format!("failed to mark dump {id} ready");
+        let objects = to_sql_integer(objects, "objects")?;
+        let bad_lines = to_sql_integer(bad_lines, "bad lines")?;
+        let client = self.client().await?;
+        let update = client
+            .prepare_cached(UPDATE_READY)
+            .await
+            .map_err(postgres_error(failed()))?;
+        let updated = client
+            .execute(
+                &update,
+                &[
+                    &id.as_str(),
+                    &DumpStatusKind::Ready.as_str(),
+                    &objects,
+                    &bad_lines,
+                ],
+            )
+            .await
+            .map_err(postgres_error(failed()))?;
+        if updated == 0 {
+            return Err(dump_not_found(id));
+        }
+        Ok(())
+    }
+
+    async fn list_processes(&self, tenant: &str) -> Result<Vec<ProcessSummary>> {
+        check_tenant(tenant)?;
+        let failed = || format!("failed to list the processes of tenant {tenant}");
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(SELECT_PROCESSES)
+            .await
+            .map_err(postgres_error(failed()))?;
+        let rows = client
+            .query(&select, &[&tenant])
+            .await
+            .map_err(postgres_error(failed()))?;
+        rows.iter()
+            .map(|row| {
+                let read = || -> std::result::Result<_, tokio_postgres::Error> {
+                    Ok((
+                        row.try_get::<_, String>(0)?,
+                        row.try_get::<_, i64>(1)?,
+                        row.try_get::<_, String>(2)?,
+                        row.try_get::<_, i64>(3)?,
+                        row.try_get::<_, i64>(4)?,
+                        row.try_get::<_, i64>(5)?,
+                    ))
+                };
+                let (host, pid, instance, dump_count, first_taken_at_unix, last_taken_at_unix) =
+                    read().map_err(postgres_error(failed()))?;
+                Ok(ProcessSummary {
+                    process: ProcessKey {
+                        tenant: tenant.to_owned(),
+                        host,
+                        pid: from_sql_integer(pid, "pid")?,
+                        instance,
+                    },
+                    dump_count: from_sql_integer(dump_count, "dump count")?,
+                    first_taken_at_unix,
+                    last_taken_at_unix,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_dump(&self, id: &DumpId) -> Result<()> {
+        let failed = || format!("failed to delete dump {id}");
+        let client = self.client().await?;
+        let delete = client
+            .prepare_cached(DELETE_DUMP)
+            .await
+            .map_err(postgres_error(failed()))?;
+        let deleted = client
+            .execute(&delete, &[&id.as_str()])
+            .await
+            .map_err(postgres_error(failed()))?;
+        if deleted == 0 {
+            return Err(dump_not_found(id));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn test_migrations_are_numbered_from_one_without_gaps() {
+        for (position, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, position as i64 + 1);
+        }
+        assert_eq!(
+            PostgresCatalog::latest_schema_version(),
+            MIGRATIONS.len() as i64
+        );
+    }
+
+    #[test]
+    fn test_class_of_sqlstate_sorts_retryable_from_bad_input() {
+        for transient in [
+            "08006", "08001", "40001", "40P01", "53100", "53300", "57014", "55P03", "57P01",
+            "58030", "25006",
+        ] {
+            assert_eq!(
+                class_of_sqlstate(transient),
+                ErrorClass::Transient,
+                "{transient}"
+            );
+        }
+        for bad_input in ["22021", "22003", "22P05", "23514", "23502"] {
+            assert_eq!(
+                class_of_sqlstate(bad_input),
+                ErrorClass::BadInput,
+                "{bad_input}"
+            );
+        }
+        assert_eq!(class_of_sqlstate("23505"), ErrorClass::Conflict);
+        for other in ["42P01", "42601", "28P01", "3D000", "XX000", ""] {
+            assert_eq!(class_of_sqlstate(other), ErrorClass::Other, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn test_list_dumps_query_binds_only_the_set_conditions() {
+        let (sql, parameters) = list_dumps_query(&DumpFilter::for_tenant("acme"));
+        assert_eq!(parameters.len(), 1);
+        assert!(
+            sql.ends_with("WHERE tenant = $1 ORDER BY host, pid, instance, taken_at_unix, dump_id")
+        );
+
+        let filter = DumpFilter {
+            host: Some("web-1".to_owned()),
+            pid: Some(7),
+            taken_after: Some(100),
+            taken_before: Some(200),
+            labels: BTreeMap::from([("version".to_owned(), "v1".to_owned())]),
+            ..DumpFilter::for_tenant("acme")
+        };
+        let (sql, parameters) = list_dumps_query(&filter);
+        assert_eq!(parameters.len(), 6);
+        assert!(sql.contains(
+            "WHERE tenant = $1 AND host = $2 AND pid = $3 AND taken_at_unix >= $4 \
+             AND taken_at_unix < $5 AND labels @> $6 ORDER BY"
+        ));
+    }
+
+    #[test]
+    fn test_describe_database_omits_the_password() {
+        let config: tokio_postgres::Config =
+            "postgresql://heapfleet:s3cret-pw@db.internal:6543/catalog"
+                .parse()
+                .unwrap();
+        let description = describe_database(&config);
+        assert_eq!(description, "heapfleet@db.internal:6543/catalog");
+        assert!(!description.contains("s3cret-pw"));
+    }
+}
