@@ -1,11 +1,12 @@
 //! Integration tests: real dumps from real Ruby, checked against heapy and against the truth
-//! Ruby itself recorded while writing them.
+//! Ruby itself recorded while writing them; backends against real servers.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
 mod heapy_differential;
+mod postgres_catalog;
 mod real_dump;
 mod slot_reuse;
 mod tidy;

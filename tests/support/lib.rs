@@ -93,6 +93,12 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> anyhow::Result<Vec<PathBuf
     Ok(files)
 }
 
+/// Returns whether tests must fail rather than skip when a tool or server is missing:
+/// `HEAPFLEET_REQUIRE_SERVICES=1`, always set in CI.
+pub fn services_required() -> bool {
+    std::env::var("HEAPFLEET_REQUIRE_SERVICES").is_ok_and(|value| value == "1")
+}
+
 /// Returns whether `program` can run. When it cannot, a test skips with a note, unless
 /// `HEAPFLEET_REQUIRE_SERVICES=1` (always set in CI), where a missing tool is a failure.
 pub fn tool_available(program: &str) -> bool {
@@ -101,9 +107,8 @@ pub fn tool_available(program: &str) -> bool {
         .output()
         .is_ok_and(|output| output.status.success());
     if !found {
-        let required = std::env::var("HEAPFLEET_REQUIRE_SERVICES").is_ok_and(|value| value == "1");
         assert!(
-            !required,
+            !services_required(),
             "{program} is required (HEAPFLEET_REQUIRE_SERVICES=1) but cannot run; see scripts/test.sh"
         );
         #[allow(clippy::print_stderr)]
@@ -114,6 +119,30 @@ pub fn tool_available(program: &str) -> bool {
         }
     }
     found
+}
+
+/// Returns the address of a test server from the environment variable `variable`, which
+/// scripts/test.sh sets after starting the server. When it is unset or empty a test skips with a
+/// note, unless `HEAPFLEET_REQUIRE_SERVICES=1` (always set in CI), where that is a failure.
+pub fn service_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                !services_required(),
+                "{variable} is required (HEAPFLEET_REQUIRE_SERVICES=1) but not set; \
+                 scripts/test.sh starts the server and sets it"
+            );
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "skipping: {variable} is not set; scripts/test.sh starts the server and sets \
+                     it (set HEAPFLEET_REQUIRE_SERVICES=1 to fail instead)"
+                );
+            }
+            None
+        }
+    }
 }
 
 /// A dump parsed and aggregated in process, with its decoded object index.
