@@ -2,12 +2,21 @@
 # Installs what heapfleet's tests need beyond Rust, if it is missing:
 #   ruby       writes real heap dumps (tests/fixtures/ruby/make_dumps.rb) and runs the oracle
 #   ruby-heapy heapy, the independent oracle for per-generation/per-site counts and diffs
-# Uses apt (Debian/Ubuntu) and needs root for that; otherwise it says what to install.
+#   postgresql the server the PostgreSQL catalog is tested against (scripts/test-services.sh
+#              starts a throwaway cluster of it; Debian's package puts its tools, initdb and
+#              pg_ctl, under /usr/lib/postgresql/<version>/bin, off PATH)
+# Uses apt (Debian/Ubuntu) and needs root for that; otherwise it says what to install and fails.
 set -euo pipefail
+
+postgres_installed() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+    || { command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; }
+}
 
 missing=()
 command -v ruby >/dev/null 2>&1 || missing+=(ruby)
 command -v heapy >/dev/null 2>&1 || missing+=(ruby-heapy)
+postgres_installed || missing+=(postgresql)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,13 +1,50 @@
 #!/usr/bin/env bash
 # Runs heapfleet's whole test suite, the same way on a laptop and in CI:
 #   1. makes sure the tools the tests use are installed (Ruby to write real dumps, heapy as an
-#      independent oracle), installing them with apt when running as root on Debian;
-#   2. runs every test of the workspace.
+#      independent oracle, PostgreSQL for the catalog), installing them with apt when running
+#      as root on Debian;
+#   2. starts a throwaway PostgreSQL cluster on a free loopback port (scripts/test-services.sh)
+#      and points the tests at it with HEAPFLEET_TEST_POSTGRES_URL, unless that is already set;
+#   3. runs every test of the workspace;
+#   4. stops the cluster and removes its directory on the way out, whether the tests passed,
+#      failed or were interrupted.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p heapfleet-dump`).
-# Set HEAPFLEET_REQUIRE_SERVICES=1 to make a missing tool fail the tests instead of skipping
-# them (CI always does).
+# When a tool or server is missing the tests that need it skip with a note; set
+# HEAPFLEET_REQUIRE_SERVICES=1 to make them fail instead (CI always does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-test-deps.sh
-cargo test --workspace --locked "$@"
+if ! scripts/install-test-deps.sh; then
+  echo "test.sh: some test dependencies are missing; the tests that need them will skip" \
+    "(or fail under HEAPFLEET_REQUIRE_SERVICES=1)" >&2
+fi
+
+services_dir=""
+stop_services() {
+  if [ -n "$services_dir" ]; then
+    scripts/test-services.sh stop "$services_dir"
+  fi
+}
+trap stop_services EXIT
+# Exiting through a signal runs the EXIT trap too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ -n "${HEAPFLEET_TEST_POSTGRES_URL:-}" ]; then
+  echo "test.sh: using the PostgreSQL server in HEAPFLEET_TEST_POSTGRES_URL" >&2
+elif exports=$(scripts/test-services.sh start); then
+  eval "$exports"
+  services_dir=$HEAPFLEET_TEST_SERVICES_DIR
+else
+  echo "test.sh: PostgreSQL did not start; the tests that need it will skip" \
+    "(or fail under HEAPFLEET_REQUIRE_SERVICES=1)" >&2
+fi
+
+# The whole workspace, unless the arguments pick packages (`--workspace` would override them).
+scope=(--workspace)
+for argument in "$@"; do
+  case $argument in
+    -p | -p* | --package | --package=*) scope=() ;;
+  esac
+done
+cargo test "${scope[@]}" --locked "$@"
