@@ -63,9 +63,12 @@ const MIGRATION_LOCK_TIMEOUT: &str = "60s";
 /// many concurrent requests.
 const POOL_MAX_SIZE: usize = 16;
 
-/// How long opening one connection may take (unless the connection string sets
-/// `connect_timeout`), and how long a call waits for a free pooled connection.
+/// How long opening one connection may take, unless the connection string sets
+/// `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call waits for a pooled connection to come free before it fails with
+/// `Unavailable`.
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Names the sessions in `pg_stat_activity` unless the connection string names them.
