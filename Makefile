@@ -7,7 +7,7 @@ help: ## List targets
 demo: ## Import the example dumps and show the diff
 	cargo run -p heapfleet -- demo
 
-test: ## Run every test (installs Ruby and heapy if missing)
+test: ## Run every test (installs Ruby, heapy, PostgreSQL, Java, Maven if missing; starts servers)
 	scripts/test.sh
 
 lint: ## Formatting and clippy, as CI runs them

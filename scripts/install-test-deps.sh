@@ -5,6 +5,8 @@
 #   postgresql the server the PostgreSQL catalog is tested against (scripts/test-services.sh
 #              starts a throwaway cluster of it; Debian's package puts its tools, initdb and
 #              pg_ctl, under /usr/lib/postgresql/<version>/bin, off PATH)
+#   java, maven run Apache Cassandra 5 (scripts/cassandra.sh), the CQL server the ScyllaDB store
+#              is tested against; Maven fetches its jars from Maven Central
 # Uses apt (Debian/Ubuntu) and needs root for that; otherwise it says what to install and fails.
 set -euo pipefail
 
@@ -17,6 +19,8 @@ missing=()
 command -v ruby >/dev/null 2>&1 || missing+=(ruby)
 command -v heapy >/dev/null 2>&1 || missing+=(ruby-heapy)
 postgres_installed || missing+=(postgresql)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -4,10 +4,12 @@
 #      independent oracle, PostgreSQL for the catalog), installing them with apt when running
 #      as root on Debian;
 #   2. starts a throwaway PostgreSQL cluster on a free loopback port (scripts/test-services.sh)
-#      and points the tests at it with HEAPFLEET_TEST_POSTGRES_URL, unless that is already set;
+#      and points the tests at it with HEAPFLEET_TEST_POSTGRES_URL, and a throwaway Apache
+#      Cassandra 5 node (scripts/cassandra.sh, the CQL server standing in for ScyllaDB) named in
+#      HEAPFLEET_TEST_SCYLLA_URI, unless those are already set;
 #   3. runs every test of the workspace;
-#   4. stops the cluster and removes its directory on the way out, whether the tests passed,
-#      failed or were interrupted.
+#   4. stops both servers and removes their directories on the way out, whether the tests
+#      passed, failed or were interrupted.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p heapfleet-dump`).
 # When a tool or server is missing the tests that need it skip with a note; set
 # HEAPFLEET_REQUIRE_SERVICES=1 to make them fail instead (CI always does).
@@ -20,9 +22,14 @@ if ! scripts/install-test-deps.sh; then
 fi
 
 services_dir=""
+cassandra_pid=""
+cassandra_work=""
 stop_services() {
   if [ -n "$services_dir" ]; then
     scripts/test-services.sh stop "$services_dir"
+  fi
+  if [ -n "$cassandra_pid" ]; then
+    scripts/cassandra.sh stop "$cassandra_pid" "$cassandra_work"
   fi
 }
 trap stop_services EXIT
@@ -37,6 +44,17 @@ elif exports=$(scripts/test-services.sh start); then
   services_dir=$HEAPFLEET_TEST_SERVICES_DIR
 else
   echo "test.sh: PostgreSQL did not start; the tests that need it will skip" \
+    "(or fail under HEAPFLEET_REQUIRE_SERVICES=1)" >&2
+fi
+
+if [ -n "${HEAPFLEET_TEST_SCYLLA_URI:-}" ]; then
+  echo "test.sh: using the CQL server in HEAPFLEET_TEST_SCYLLA_URI" >&2
+elif exports=$(scripts/cassandra.sh start); then
+  eval "$exports"
+  cassandra_pid=$CASSANDRA_PID
+  cassandra_work=$CASSANDRA_WORK
+else
+  echo "test.sh: Cassandra did not start; the tests that need it will skip" \
     "(or fail under HEAPFLEET_REQUIRE_SERVICES=1)" >&2
 fi
 

@@ -8,5 +8,6 @@ mod bad_input;
 mod heapy_differential;
 mod postgres_catalog;
 mod real_dump;
+mod scylla_store;
 mod slot_reuse;
 mod tidy;

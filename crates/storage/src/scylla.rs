@@ -961,7 +961,13 @@ mod tests {
 
     #[test]
     fn test_schema_statements_avoid_cql_that_only_one_server_has() {
-        let schema = SCHEMA.to_ascii_uppercase();
+        // The statements only: the file's comments name the forbidden CQL on purpose.
+        let schema: String = SCHEMA
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_ascii_uppercase();
         for feature in [
             "USING TIMEOUT",
             "BYPASS CACHE",
