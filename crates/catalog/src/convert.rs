@@ -5,6 +5,8 @@
 //! Knows no backend: no driver types appear here; each backend fills a [`StoredDump`] from its
 //! own row type.
 
+use std::time::Duration;
+
 use crate::error::{CatalogError, Result};
 use crate::model::{DumpId, DumpRecord, DumpStatus, DumpStatusKind, ProcessKey};
 
@@ -102,6 +104,60 @@ impl StoredDump {
     }
 }
 
+/// Fails with `Invalid` for an empty worker name or one with a NUL character (PostgreSQL
+/// cannot store one, so no backend accepts it).
+pub(crate) fn check_worker(worker: &str) -> Result<()> {
+    if worker.is_empty() {
+        return Err(CatalogError::Invalid(
+            "worker name must not be empty".to_owned(),
+        ));
+    }
+    if worker.contains('\0') {
+        return Err(CatalogError::Invalid(
+            "worker name must not contain a NUL character".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails with `Invalid` for a failure reason with a NUL character.
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
+    if reason.contains('\0') {
+        return Err(CatalogError::Invalid(
+            "failure reason must not contain a NUL character".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Converts a lease to whole milliseconds; under a millisecond or beyond `i64` milliseconds is
+/// `Invalid`.
+pub(crate) fn lease_millis(lease: Duration) -> Result<i64> {
+    match i64::try_from(lease.as_millis()) {
+        Ok(millis) if millis >= 1 => Ok(millis),
+        _ => Err(CatalogError::Invalid(format!(
+            "lease {lease:?} is not between a millisecond and i64::MAX milliseconds"
+        ))),
+    }
+}
+
+/// Fails with `Invalid` for `max_attempts` 0: every job gets at least one try.
+pub(crate) fn check_max_attempts(max_attempts: u32) -> Result<()> {
+    if max_attempts == 0 {
+        return Err(CatalogError::Invalid(
+            "max attempts must be at least 1".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Returns the error for a job `worker` no longer holds.
+pub(crate) fn lease_lost(id: &DumpId, worker: &str) -> CatalogError {
+    CatalogError::Conflict(format!(
+        "worker {worker:?} does not hold the lease on dump {id}"
+    ))
+}
+
 /// Fails with `Invalid` for an empty tenant: reads never span tenants.
 pub(crate) fn check_tenant(tenant: &str) -> Result<()> {
     if tenant.is_empty() {
@@ -131,6 +187,33 @@ mod tests {
             Err(CatalogError::Internal { .. })
         ));
         assert_eq!(from_sql_integer::<u32>(7, "pid").unwrap(), 7);
+    }
+
+    #[test]
+    fn test_lease_millis_rejects_sub_millisecond_leases() {
+        assert_eq!(lease_millis(Duration::from_secs(2)).unwrap(), 2000);
+        assert_eq!(lease_millis(Duration::from_millis(1)).unwrap(), 1);
+        for invalid in [Duration::ZERO, Duration::from_micros(999), Duration::MAX] {
+            assert!(
+                matches!(lease_millis(invalid), Err(CatalogError::Invalid(_))),
+                "{invalid:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_check_worker_rejects_empty_and_nul_names() {
+        assert!(check_worker("ingester-1").is_ok());
+        assert!(matches!(check_worker(""), Err(CatalogError::Invalid(_))));
+        assert!(matches!(
+            check_worker("a\0b"),
+            Err(CatalogError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_max_attempts(0),
+            Err(CatalogError::Invalid(_))
+        ));
+        assert!(matches!(check_reason("x\0"), Err(CatalogError::Invalid(_))));
     }
 
     #[test]

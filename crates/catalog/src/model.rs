@@ -336,7 +336,8 @@ pub struct DumpRecord {
     pub rss_bytes: Option<u64>,
     /// Where it is in its life.
     pub status: DumpStatus,
-    /// How many times ingest started on it.
+    /// How many times ingest started on it since it was last enqueued from `uploaded` or
+    /// `failed` (a released job's attempt is not counted).
     pub attempts: u32,
     /// Heap objects found by the last successful ingest (0 before).
     pub objects: u64,
@@ -409,6 +410,23 @@ impl DumpFilter {
                 .status
                 .is_none_or(|status| record.status.kind() == status)
     }
+}
+
+/// An ingest job a worker claimed: one dump, leased to one worker until the lease expires.
+///
+/// The job is the dump's row in [`DumpStatus::Ingesting`]; the lease lives beside it. The
+/// worker keeps the job by renewing the lease before it expires and ends it by completing,
+/// failing or releasing it (see [`crate::Catalog::claim_job`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The dump to ingest, as it stands after the claim (status ingesting).
+    pub dump: DumpRecord,
+    /// The worker holding the lease.
+    pub worker: String,
+    /// When the lease expires (Unix milliseconds, by the catalog's clock).
+    pub lease_expires_at_unix_ms: i64,
+    /// Which attempt this is: the dump's attempt count after the claim, from 1.
+    pub attempt: u32,
 }
 
 /// A process and how many dumps the catalog holds for it.

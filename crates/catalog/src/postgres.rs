@@ -11,6 +11,13 @@
 //! when the id exists) and reads the row back in one READ COMMITTED transaction. A registration
 //! racing another for the same id waits for the other's commit, then returns its row.
 //!
+//! Job queue: a claim is one `UPDATE` of the row its subquery picks with `FOR UPDATE SKIP
+//! LOCKED`, so concurrent claimers each lock a different row and never wait for one another; a
+//! row another claimer changed meanwhile is re-checked and passed over. Lease times are the
+//! server's clock (`now()`), so workers with skewed clocks agree on expiry. The lease holder's
+//! calls are one guarded `UPDATE` each; when it matches nothing, a read tells `NotFound` from
+//! `Conflict`.
+//!
 //! Errors: lost connections, I/O failures, timeouts, serialization failures, deadlocks and a
 //! server shutting down are `Unavailable` (retryable); data the server rejects is `Invalid`;
 //! anything else is `Internal`. The driver's error stays the source; messages never carry SQL,
@@ -33,10 +40,14 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
 use crate::catalog::Catalog;
-use crate::convert::{StoredDump, check_tenant, dump_not_found, from_sql_integer, to_sql_integer};
+use crate::convert::{
+    StoredDump, check_max_attempts, check_reason, check_tenant, check_worker, dump_not_found,
+    from_sql_integer, lease_lost, lease_millis, to_sql_integer,
+};
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, NewDump, ProcessKey, ProcessSummary,
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
+    ProcessSummary,
 };
 
 /// One schema step: `sql` takes the database from `version - 1` to `version`.
@@ -46,10 +57,16 @@ struct PostgresMigration {
 }
 
 /// Every schema step, in order. Append only: a released step never changes.
-const MIGRATIONS: &[PostgresMigration] = &[PostgresMigration {
-    version: 1,
-    sql: include_str!("../migrations/postgres/0001_create_dumps.sql"),
-}];
+const MIGRATIONS: &[PostgresMigration] = &[
+    PostgresMigration {
+        version: 1,
+        sql: include_str!("../migrations/postgres/0001_create_dumps.sql"),
+    },
+    PostgresMigration {
+        version: 2,
+        sql: include_str!("../migrations/postgres/0002_add_job_leases.sql"),
+    },
+];
 
 /// The advisory lock that serialises migrations ("heapflee" in ASCII). Any other user of
 /// advisory locks in the same database must avoid this key.
@@ -87,14 +104,79 @@ const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix,
      labels::TEXT, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
      failure_reason, attempts, objects, bad_lines, registered_at_unix";
 
+/// How many columns [`DUMP_COLUMNS`] names: a `RETURNING` clause's next column has this index.
+const DUMP_COLUMN_COUNT: usize = 20;
+
 const INSERT_DUMP: &str = "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, \
      jobs, role, labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
      ON CONFLICT (dump_id) DO NOTHING";
 const UPDATE_STATUS: &str = "UPDATE dumps \
-     SET status = $2, failure_reason = $3, attempts = attempts + $4 WHERE dump_id = $1";
+     SET status = $2, failure_reason = $3, attempts = attempts + $4, lease_worker = NULL, \
+     lease_expires_at_unix_ms = NULL WHERE dump_id = $1";
 const UPDATE_READY: &str = "UPDATE dumps \
-     SET status = $2, failure_reason = NULL, objects = $3, bad_lines = $4 WHERE dump_id = $1";
+     SET status = $2, failure_reason = NULL, objects = $3, bad_lines = $4, lease_worker = NULL, \
+     lease_expires_at_unix_ms = NULL WHERE dump_id = $1";
+const SELECT_DUMP_EXISTS: &str = "SELECT 1 FROM dumps WHERE dump_id = $1";
+
+/// The server's clock in Unix milliseconds, the lease clock.
+macro_rules! now_ms {
+    () => {
+        "floor(extract(epoch FROM now()) * 1000)::BIGINT"
+    };
+}
+
+/// The condition a job's lease holder passes: `$1` is the dump id, `$2` the worker.
+macro_rules! held_by_worker {
+    () => {
+        "dump_id = $1 AND status = 'ingesting' AND lease_worker = $2"
+    };
+}
+
+const UPDATE_ENQUEUE: &str = "UPDATE dumps SET status = 'queued', failure_reason = NULL, \
+     attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, \
+     lease_worker = NULL, lease_expires_at_unix_ms = NULL \
+     WHERE dump_id = $1 AND status IN ('uploaded', 'failed')";
+/// The claim's `SET` and `WHERE`; the caller appends `RETURNING` with [`DUMP_COLUMNS`]. The
+/// subquery's `status IN (...)` is the partial index's predicate, so the planner walks that
+/// index in registration order and stops at the first row it can lock.
+const UPDATE_CLAIM: &str = concat!(
+    "UPDATE dumps SET status = 'ingesting', failure_reason = NULL, attempts = attempts + 1, \
+     lease_worker = $1, lease_expires_at_unix_ms = ",
+    now_ms!(),
+    " + $2 WHERE dump_id = (SELECT dump_id FROM dumps \
+     WHERE status IN ('queued', 'ingesting') \
+     AND (status = 'queued' OR lease_expires_at_unix_ms <= ",
+    now_ms!(),
+    ") AND ($3::TEXT IS NULL OR tenant = $3) \
+     ORDER BY registration_seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+);
+const UPDATE_RENEW: &str = concat!(
+    "UPDATE dumps SET lease_expires_at_unix_ms = ",
+    now_ms!(),
+    " + $3 WHERE ",
+    held_by_worker!(),
+    " RETURNING lease_expires_at_unix_ms"
+);
+const UPDATE_COMPLETE: &str = concat!(
+    "UPDATE dumps SET status = 'ready', failure_reason = NULL, objects = $3, bad_lines = $4, \
+     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE ",
+    held_by_worker!()
+);
+/// Every expression reads the row as it was before the update, so the attempt count decides
+/// both the state and whether the reason is kept.
+const UPDATE_FAIL: &str = concat!(
+    "UPDATE dumps SET status = CASE WHEN attempts < $3 THEN 'queued' ELSE 'failed' END, \
+     failure_reason = CASE WHEN attempts < $3 THEN NULL ELSE $4::TEXT END, \
+     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE ",
+    held_by_worker!(),
+    " RETURNING status, failure_reason"
+);
+const UPDATE_RELEASE: &str = concat!(
+    "UPDATE dumps SET status = 'queued', attempts = GREATEST(attempts - 1, 0), \
+     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE ",
+    held_by_worker!()
+);
 const SELECT_PROCESSES: &str = "SELECT host, pid, instance, COUNT(*), MIN(taken_at_unix), \
      MAX(taken_at_unix) FROM dumps WHERE tenant = $1 \
      GROUP BY host, pid, instance ORDER BY host, pid, instance";
@@ -250,6 +332,50 @@ impl PostgresCatalog {
                 },
             }
         })
+    }
+}
+
+impl PostgresCatalog {
+    /// Returns the error for an update of `worker`'s job that matched no row: `NotFound` when
+    /// the dump does not exist, else `Conflict` (the worker lost its lease).
+    async fn lease_error(&self, client: &Object, id: &DumpId, worker: &str) -> CatalogError {
+        let exists = client
+            .query_opt(SELECT_DUMP_EXISTS, &[&id.as_str()])
+            .await
+            .map_err(postgres_error(format!("failed to read dump {id}")));
+        match exists {
+            Ok(Some(_)) => lease_lost(id, worker),
+            Ok(None) => dump_not_found(id),
+            Err(error) => error,
+        }
+    }
+
+    /// Runs `update` (guarded by `held_by_worker!`, so `$1` is the dump id and `$2` the
+    /// worker) and fails with [`PostgresCatalog::lease_error`] when it matched no row.
+    async fn update_held_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        update: &str,
+        extra: &[&(dyn ToSql + Sync)],
+        failed: &str,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(update)
+            .await
+            .map_err(postgres_error(failed))?;
+        let id_text = id.as_str();
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&id_text, &worker];
+        values.extend_from_slice(extra);
+        let updated = client
+            .execute(&statement, &values)
+            .await
+            .map_err(postgres_error(failed))?;
+        if updated == 0 {
+            return Err(self.lease_error(&client, id, worker).await);
+        }
+        Ok(())
     }
 }
 
@@ -604,6 +730,150 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
+    async fn enqueue(&self, id: &DumpId) -> Result<bool> {
+        let failed = || format!("failed to enqueue dump {id}");
+        let client = self.client().await?;
+        let update = client
+            .prepare_cached(UPDATE_ENQUEUE)
+            .await
+            .map_err(postgres_error(failed()))?;
+        let updated = client
+            .execute(&update, &[&id.as_str()])
+            .await
+            .map_err(postgres_error(failed()))?;
+        if updated == 0 {
+            let exists = client
+                .query_opt(SELECT_DUMP_EXISTS, &[&id.as_str()])
+                .await
+                .map_err(postgres_error(failed()))?;
+            if exists.is_none() {
+                return Err(dump_not_found(id));
+            }
+        }
+        Ok(updated == 1)
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        tenant_opt: Option<&str>,
+    ) -> Result<Option<Job>> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let failed = "failed to claim an ingest job";
+        let client = self.client().await?;
+        let claim = client
+            .prepare_cached(&format!(
+                "{UPDATE_CLAIM} RETURNING {DUMP_COLUMNS}, lease_expires_at_unix_ms"
+            ))
+            .await
+            .map_err(postgres_error(failed))?;
+        let Some(row) = client
+            .query_opt(&claim, &[&worker, &lease_ms, &tenant_opt])
+            .await
+            .map_err(postgres_error(failed))?
+        else {
+            return Ok(None);
+        };
+        let dump = dump_record(&row)?;
+        let lease_expires_at_unix_ms: i64 = row
+            .try_get(DUMP_COLUMN_COUNT)
+            .map_err(postgres_error(failed))?;
+        Ok(Some(Job {
+            attempt: dump.attempts,
+            dump,
+            worker: worker.to_owned(),
+            lease_expires_at_unix_ms,
+        }))
+    }
+
+    async fn renew_lease(&self, id: &DumpId, worker: &str, lease: Duration) -> Result<i64> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let failed = || format!("failed to renew the lease on dump {id}");
+        let client = self.client().await?;
+        let renew = client
+            .prepare_cached(UPDATE_RENEW)
+            .await
+            .map_err(postgres_error(failed()))?;
+        let row_opt = client
+            .query_opt(&renew, &[&id.as_str(), &worker, &lease_ms])
+            .await
+            .map_err(postgres_error(failed()))?;
+        match row_opt {
+            Some(row) => row.try_get(0).map_err(postgres_error(failed())),
+            None => Err(self.lease_error(&client, id, worker).await),
+        }
+    }
+
+    async fn complete_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        objects: u64,
+        bad_lines: u64,
+    ) -> Result<()> {
+        check_worker(worker)?;
+        let objects = to_sql_integer(objects, "objects")?;
+        let bad_lines = to_sql_integer(bad_lines, "bad lines")?;
+        self.update_held_job(
+            id,
+            worker,
+            UPDATE_COMPLETE,
+            &[&objects, &bad_lines],
+            &format!("failed to complete the job of dump {id}"),
+        )
+        .await
+    }
+
+    async fn fail_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<DumpStatus> {
+        check_worker(worker)?;
+        check_reason(reason)?;
+        check_max_attempts(max_attempts)?;
+        // `attempts` is an INTEGER column; no dump gets anywhere near i32::MAX attempts.
+        let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        let failed = || format!("failed to fail the job of dump {id}");
+        let client = self.client().await?;
+        let fail = client
+            .prepare_cached(UPDATE_FAIL)
+            .await
+            .map_err(postgres_error(failed()))?;
+        let row_opt = client
+            .query_opt(&fail, &[&id.as_str(), &worker, &max_attempts, &reason])
+            .await
+            .map_err(postgres_error(failed()))?;
+        let Some(row) = row_opt else {
+            return Err(self.lease_error(&client, id, worker).await);
+        };
+        let status: String = row.try_get(0).map_err(postgres_error(failed()))?;
+        let reason_opt: Option<String> = row.try_get(1).map_err(postgres_error(failed()))?;
+        let kind: DumpStatusKind = status.parse().map_err(|_| {
+            CatalogError::internal_message(format!(
+                "dump {id} has unknown stored status {status:?}"
+            ))
+        })?;
+        Ok(DumpStatus::from_parts(kind, reason_opt))
+    }
+
+    async fn release_job(&self, id: &DumpId, worker: &str) -> Result<()> {
+        check_worker(worker)?;
+        self.update_held_job(
+            id,
+            worker,
+            UPDATE_RELEASE,
+            &[],
+            &format!("failed to release the job of dump {id}"),
+        )
+        .await
+    }
+
     async fn list_processes(&self, tenant: &str) -> Result<Vec<ProcessSummary>> {
         check_tenant(tenant)?;
         let failed = || format!("failed to list the processes of tenant {tenant}");
@@ -678,6 +948,11 @@ mod tests {
             PostgresCatalog::latest_schema_version(),
             MIGRATIONS.len() as i64
         );
+    }
+
+    #[test]
+    fn test_dump_column_count_matches_the_column_list() {
+        assert_eq!(DUMP_COLUMNS.split(',').count(), DUMP_COLUMN_COUNT);
     }
 
     #[test]

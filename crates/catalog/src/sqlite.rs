@@ -7,34 +7,49 @@
 //!
 //! Concurrency: one connection behind a mutex, driven from `spawn_blocking` so SQLite's
 //! blocking I/O never stalls the async runtime. Calls are therefore serialised, which is what a
-//! single-node catalog needs; the distributed stack uses PostgreSQL instead.
+//! single-node catalog needs; the distributed stack uses PostgreSQL instead. A job claim reads
+//! and updates inside an IMMEDIATE transaction, which takes the file's write lock first, so
+//! claimers in other processes sharing the file cannot pick the same dump either. Leases run on
+//! the system clock.
 //!
 //! This module must not depend on any other backend.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use heapfleet_sqlite::{BlockingConnection, Migration};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    Connection, OptionalExtension, ToSql, TransactionBehavior, params, params_from_iter,
+};
 
 use crate::catalog::Catalog;
-use crate::convert::{StoredDump, check_tenant, dump_not_found, from_sql_integer, to_sql_integer};
+use crate::convert::{
+    StoredDump, check_max_attempts, check_reason, check_tenant, check_worker, dump_not_found,
+    from_sql_integer, lease_lost, lease_millis, to_sql_integer,
+};
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, NewDump, ProcessKey, ProcessSummary,
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
+    ProcessSummary,
 };
 
 /// The catalog's file name inside the directory given to [`SqliteCatalog::open`].
 pub const CATALOG_FILE_NAME: &str = "catalog.sqlite";
 
 /// Every schema step, in order. Append only: a released step never changes.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/sqlite/0001_create_dumps.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/sqlite/0001_create_dumps.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/sqlite/0002_add_job_leases.sql"),
+    },
+];
 
 /// The embedded catalog: a SQLite file in WAL mode with `synchronous=FULL`.
 pub struct SqliteCatalog {
@@ -139,6 +154,18 @@ fn unix_now() -> i64 {
         })
 }
 
+/// The system clock in Unix milliseconds: the embedded catalog's lease clock.
+fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since_epoch| {
+            i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The condition a job's lease holder passes: `?1` is the dump id, `?2` the worker.
+const HELD_BY_WORKER: &str = "dump_id = ?1 AND status = 'ingesting' AND lease_worker = ?2";
+
 /// The columns `StoredDump::from_row` reads, in order.
 const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, labels, \
      file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, failure_reason, attempts, \
@@ -182,6 +209,47 @@ fn select_dump(connection: &Connection, id: &DumpId) -> Result<Option<DumpRecord
         .optional()
         .map_err(sqlite_error(format!("failed to read dump {id}")))?;
     stored.map(StoredDump::into_record).transpose()
+}
+
+/// Returns the error for an update of `worker`'s job that matched no row: `NotFound` when the
+/// dump does not exist, else `Conflict` (the worker lost its lease).
+fn lease_error(connection: &Connection, id: &DumpId, worker: &str) -> Result<CatalogError> {
+    let exists = connection
+        .query_row(
+            "SELECT 1 FROM dumps WHERE dump_id = ?1",
+            params![id.as_str()],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(sqlite_error(format!("failed to read dump {id}")))?
+        .is_some();
+    Ok(if exists {
+        lease_lost(id, worker)
+    } else {
+        dump_not_found(id)
+    })
+}
+
+/// Runs `update`, guarded by [`HELD_BY_WORKER`] (so `?1` is the dump id and `?2` the worker),
+/// and fails with [`lease_error`] when it matched no row.
+fn update_held_job(
+    connection: &Connection,
+    id: &DumpId,
+    worker: &str,
+    update: &str,
+    extra: &[&dyn ToSql],
+    failed: &str,
+) -> Result<()> {
+    let id_text = id.as_str();
+    let mut values: Vec<&dyn ToSql> = vec![&id_text, &worker];
+    values.extend_from_slice(extra);
+    let updated = connection
+        .execute(update, values.as_slice())
+        .map_err(sqlite_error(failed))?;
+    if updated == 0 {
+        return Err(lease_error(connection, id, worker)?);
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -326,8 +394,8 @@ impl Catalog for SqliteCatalog {
             let attempt = i64::from(status == DumpStatus::Ingesting);
             let updated = connection
                 .execute(
-                    "UPDATE dumps SET status = ?2, failure_reason = ?3, attempts = attempts + ?4 \
-                     WHERE dump_id = ?1",
+                    "UPDATE dumps SET status = ?2, failure_reason = ?3, attempts = attempts + ?4, \
+                     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE dump_id = ?1",
                     params![
                         id.as_str(),
                         status.kind().as_str(),
@@ -353,8 +421,8 @@ impl Catalog for SqliteCatalog {
         self.with_connection(move |connection| {
             let updated = connection
                 .execute(
-                    "UPDATE dumps SET status = ?2, failure_reason = NULL, objects = ?3, bad_lines = ?4 \
-                     WHERE dump_id = ?1",
+                    "UPDATE dumps SET status = ?2, failure_reason = NULL, objects = ?3, bad_lines = ?4, \
+                     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE dump_id = ?1",
                     params![id.as_str(), DumpStatusKind::Ready.as_str(), objects, bad_lines],
                 )
                 .map_err(sqlite_error(format!("failed to mark dump {id} ready")))?;
@@ -362,6 +430,197 @@ impl Catalog for SqliteCatalog {
                 return Err(dump_not_found(&id));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn enqueue(&self, id: &DumpId) -> Result<bool> {
+        let id = id.clone();
+        self.with_connection(move |connection| {
+            let updated = connection
+                .execute(
+                    "UPDATE dumps SET status = 'queued', failure_reason = NULL, \
+                     attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, \
+                     lease_worker = NULL, lease_expires_at_unix_ms = NULL \
+                     WHERE dump_id = ?1 AND status IN ('uploaded', 'failed')",
+                    params![id.as_str()],
+                )
+                .map_err(sqlite_error(format!("failed to enqueue dump {id}")))?;
+            if updated == 0 && select_dump(connection, &id)?.is_none() {
+                return Err(dump_not_found(&id));
+            }
+            Ok(updated == 1)
+        })
+        .await
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        tenant_opt: Option<&str>,
+    ) -> Result<Option<Job>> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let worker = worker.to_owned();
+        let tenant_opt = tenant_opt.map(str::to_owned);
+        self.with_connection(move |connection| {
+            let failed = "failed to claim an ingest job";
+            // Immediate: the write lock is taken before the read, so another process sharing
+            // the file cannot pick the same dump between this select and the update.
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error(failed))?;
+            let now_ms = unix_now_ms();
+            let lease_expires_at_unix_ms = now_ms.saturating_add(lease_ms);
+            let candidate: Option<String> = transaction
+                .query_row(
+                    "SELECT dump_id FROM dumps \
+                     WHERE status IN ('queued', 'ingesting') \
+                     AND (status = 'queued' OR lease_expires_at_unix_ms <= ?1) \
+                     AND (?2 IS NULL OR tenant = ?2) \
+                     ORDER BY registered_at_unix, rowid LIMIT 1",
+                    params![now_ms, tenant_opt],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sqlite_error(failed))?;
+            let Some(candidate) = candidate else {
+                return Ok(None);
+            };
+            transaction
+                .execute(
+                    "UPDATE dumps SET status = 'ingesting', failure_reason = NULL, \
+                     attempts = attempts + 1, lease_worker = ?2, lease_expires_at_unix_ms = ?3 \
+                     WHERE dump_id = ?1",
+                    params![candidate, worker, lease_expires_at_unix_ms],
+                )
+                .map_err(sqlite_error(failed))?;
+            let id: DumpId = candidate.parse().map_err(|_| {
+                CatalogError::internal_message(format!("stored dump id {candidate:?} is malformed"))
+            })?;
+            let dump = select_dump(&transaction, &id)?.ok_or_else(|| {
+                CatalogError::internal_message(format!("dump {id} vanished while it was claimed"))
+            })?;
+            transaction.commit().map_err(sqlite_error(failed))?;
+            Ok(Some(Job {
+                attempt: dump.attempts,
+                dump,
+                worker,
+                lease_expires_at_unix_ms,
+            }))
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, id: &DumpId, worker: &str, lease: Duration) -> Result<i64> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let id = id.clone();
+        let worker = worker.to_owned();
+        self.with_connection(move |connection| {
+            let lease_expires_at_unix_ms = unix_now_ms().saturating_add(lease_ms);
+            update_held_job(
+                connection,
+                &id,
+                &worker,
+                &format!("UPDATE dumps SET lease_expires_at_unix_ms = ?3 WHERE {HELD_BY_WORKER}"),
+                &[&lease_expires_at_unix_ms],
+                &format!("failed to renew the lease on dump {id}"),
+            )?;
+            Ok(lease_expires_at_unix_ms)
+        })
+        .await
+    }
+
+    async fn complete_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        objects: u64,
+        bad_lines: u64,
+    ) -> Result<()> {
+        check_worker(worker)?;
+        let objects = to_sql_integer(objects, "objects")?;
+        let bad_lines = to_sql_integer(bad_lines, "bad lines")?;
+        let id = id.clone();
+        let worker = worker.to_owned();
+        self.with_connection(move |connection| {
+            update_held_job(
+                connection,
+                &id,
+                &worker,
+                &format!(
+                    "UPDATE dumps SET status = 'ready', failure_reason = NULL, objects = ?3, \
+                     bad_lines = ?4, lease_worker = NULL, lease_expires_at_unix_ms = NULL \
+                     WHERE {HELD_BY_WORKER}"
+                ),
+                &[&objects, &bad_lines],
+                &format!("failed to complete the job of dump {id}"),
+            )
+        })
+        .await
+    }
+
+    async fn fail_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<DumpStatus> {
+        check_worker(worker)?;
+        check_reason(reason)?;
+        check_max_attempts(max_attempts)?;
+        let id = id.clone();
+        let worker = worker.to_owned();
+        let reason = reason.to_owned();
+        self.with_connection(move |connection| {
+            // Every expression reads the row as it was before the update, so the attempt
+            // count decides both the state and whether the reason is kept.
+            let stored: Option<(String, Option<String>)> = connection
+                .query_row(
+                    &format!(
+                        "UPDATE dumps SET \
+                         status = CASE WHEN attempts < ?3 THEN 'queued' ELSE 'failed' END, \
+                         failure_reason = CASE WHEN attempts < ?3 THEN NULL ELSE ?4 END, \
+                         lease_worker = NULL, lease_expires_at_unix_ms = NULL \
+                         WHERE {HELD_BY_WORKER} RETURNING status, failure_reason"
+                    ),
+                    params![id.as_str(), worker, max_attempts, reason],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sqlite_error(format!("failed to fail the job of dump {id}")))?;
+            let Some((status, reason_opt)) = stored else {
+                return Err(lease_error(connection, &id, &worker)?);
+            };
+            let kind: DumpStatusKind = status.parse().map_err(|_| {
+                CatalogError::internal_message(format!(
+                    "dump {id} has unknown stored status {status:?}"
+                ))
+            })?;
+            Ok(DumpStatus::from_parts(kind, reason_opt))
+        })
+        .await
+    }
+
+    async fn release_job(&self, id: &DumpId, worker: &str) -> Result<()> {
+        check_worker(worker)?;
+        let id = id.clone();
+        let worker = worker.to_owned();
+        self.with_connection(move |connection| {
+            update_held_job(
+                connection,
+                &id,
+                &worker,
+                &format!(
+                    "UPDATE dumps SET status = 'queued', attempts = MAX(attempts - 1, 0), \
+                     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE {HELD_BY_WORKER}"
+                ),
+                &[],
+                &format!("failed to release the job of dump {id}"),
+            )
         })
         .await
     }
@@ -440,6 +699,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn test_sqlite_catalog_claims_jobs_across_tenants() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
+        crate::testsuite::check_claim_job_spans_tenants(&catalog).await;
+    }
+
+    #[tokio::test]
     async fn test_sqlite_catalog_keeps_dumps_across_reopen() {
         let directory = tempfile::tempdir().unwrap();
         let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
@@ -493,6 +759,39 @@ mod tests {
         assert!(
             matches!(reopened, Err(CatalogError::Invalid(_))),
             "{reopened:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_catalog_upgrades_a_file_holding_dumps() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join(CATALOG_FILE_NAME);
+        // Schema version 1 as an older build left it, with a queued dump in it.
+        let old_connection = heapfleet_sqlite::open_durable(&path, &MIGRATIONS[..1]).unwrap();
+        let tenant = "acme";
+        let new_dump = crate::testsuite::sample_dump(tenant, "web-1", 1, "", 100);
+        let id = new_dump.dump_id();
+        old_connection
+            .execute(
+                "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, \
+                 file_name, size_bytes, content_sha256, status, registered_at_unix) \
+                 VALUES (?1, ?2, 'web-1', 1, '', 100, 'heap.dump', 10, ?3, 'queued', 1)",
+                params![id.as_str(), tenant, new_dump.content_sha256],
+            )
+            .unwrap();
+        drop(old_connection);
+
+        let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
+        let job = catalog
+            .claim_job("worker-a", Duration::from_secs(60), Some(tenant))
+            .await
+            .unwrap()
+            .expect("the dump queued before the upgrade is claimable");
+        assert_eq!((job.dump.id.clone(), job.attempt), (id.clone(), 1));
+        catalog.complete_job(&id, "worker-a", 5, 0).await.unwrap();
+        assert_eq!(
+            catalog.get_dump(&id).await.unwrap().status,
+            DumpStatus::Ready
         );
     }
 

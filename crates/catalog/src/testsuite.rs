@@ -4,19 +4,23 @@
 //! them all. The functions know nothing about the backend and may share a database with other
 //! runs: each one works in a tenant of its own ([`unique_tenant`]) and only reads that tenant's
 //! data or ids it registered itself. Hosts and instances are ASCII so that byte order and a
-//! database collation agree on the expected ordering.
+//! database collation agree on the expected ordering. Job-queue tests claim only within their
+//! own tenant for the same reason; [`check_claim_job_spans_tenants`], which claims from every
+//! tenant, needs a catalog of its own. No test sleeps a fixed time: lease expiry is awaited
+//! by polling with a deadline.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
 use crate::error::{CatalogError, Result};
-use crate::model::{DumpFilter, DumpId, DumpStatus, DumpStatusKind, NewDump, ProcessKey};
+use crate::model::{DumpFilter, DumpId, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey};
 
 /// Returns a tenant name no other suite run uses, even against a shared database.
 pub fn unique_tenant(test_name: &str) -> String {
@@ -593,6 +597,384 @@ pub async fn test_catalog_concurrent_registration_creates_once(catalog: &dyn Cat
     assert_eq!(created, 1);
 }
 
+/// A lease no test outlives.
+const LONG_LEASE: Duration = Duration::from_secs(600);
+/// A lease that has expired by the time the next call reaches the catalog, or soon after.
+const EXPIRING_LEASE: Duration = Duration::from_millis(1);
+/// How long a test waits for an expired lease to become claimable before it fails.
+const EXPIRY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Registers a dump in `tenant` taken at `taken_at_unix` and queues it.
+async fn register_queued(catalog: &dyn Catalog, tenant: &str, taken_at_unix: i64) -> DumpId {
+    let id = register(catalog, sample_dump(tenant, "web-1", 1, "", taken_at_unix)).await;
+    assert!(catalog.enqueue(&id).await.expect("enqueue"), "{id} queued");
+    id
+}
+
+/// Claims one job of `tenant` for `worker` with [`LONG_LEASE`].
+async fn claim(catalog: &dyn Catalog, worker: &str, tenant: &str) -> Option<Job> {
+    catalog
+        .claim_job(worker, LONG_LEASE, Some(tenant))
+        .await
+        .expect("claim a job")
+}
+
+/// Claims a job of `tenant` for `worker`, polling until one is claimable or the deadline
+/// passes: how a test waits for another worker's lease to expire.
+async fn claim_when_expired(catalog: &dyn Catalog, worker: &str, tenant: &str) -> Job {
+    let deadline = Instant::now() + EXPIRY_DEADLINE;
+    loop {
+        if let Some(job) = claim(catalog, worker, tenant).await {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job of {tenant} became claimable within {EXPIRY_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn assert_conflict<T: std::fmt::Debug>(outcome: Result<T>, what: &str) {
+    assert!(
+        matches!(outcome, Err(CatalogError::Conflict(_))),
+        "{what}: {outcome:?}"
+    );
+}
+
+/// `enqueue` queues uploaded and failed dumps and leaves queued, ingesting and ready ones
+/// alone; the queue hands out queued dumps oldest registered first, each once, and never an
+/// uploaded one; a claim counts an attempt and records the worker and lease.
+pub async fn test_catalog_claim_job_takes_queued_dumps_oldest_first(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("claim-order");
+    // Registered in this order (taken-at times deliberately disagree), queued in another.
+    let first = register(catalog, sample_dump(&tenant, "web-1", 1, "", 300)).await;
+    let second = register(catalog, sample_dump(&tenant, "web-1", 1, "", 100)).await;
+    let third = register(catalog, sample_dump(&tenant, "web-1", 1, "", 200)).await;
+    let never_queued = register(catalog, sample_dump(&tenant, "web-1", 1, "", 400)).await;
+    for id in [&third, &first, &second] {
+        assert!(catalog.enqueue(id).await.expect("enqueue"));
+    }
+    assert!(!catalog.enqueue(&first).await.expect("enqueue again"));
+
+    let before_ms = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_millis(),
+    )
+    .expect("milliseconds fit in i64");
+    let mut claimed = Vec::new();
+    while let Some(job) = claim(catalog, "worker-a", &tenant).await {
+        assert_eq!(job.worker, "worker-a");
+        assert_eq!(job.attempt, 1);
+        assert_eq!(job.dump.attempts, 1);
+        assert_eq!(job.dump.status, DumpStatus::Ingesting);
+        // Generous slack: PostgreSQL's clock need not agree with this machine's to the second.
+        assert!(
+            job.lease_expires_at_unix_ms > before_ms + 500_000,
+            "the lease runs about ten minutes: {job:?}"
+        );
+        assert_eq!(catalog.get_dump(&job.dump.id).await.expect("get"), job.dump);
+        claimed.push(job.dump.id);
+    }
+    assert_eq!(claimed, vec![first.clone(), second.clone(), third.clone()]);
+    assert_eq!(
+        catalog.get_dump(&never_queued).await.expect("get").status,
+        DumpStatus::Uploaded
+    );
+
+    // Ingesting and ready dumps stay as they are.
+    assert!(!catalog.enqueue(&first).await.expect("enqueue ingesting"));
+    catalog
+        .complete_job(&second, "worker-a", 10, 0)
+        .await
+        .expect("complete");
+    assert!(!catalog.enqueue(&second).await.expect("enqueue ready"));
+    assert_eq!(
+        catalog.get_dump(&second).await.expect("get").status,
+        DumpStatus::Ready
+    );
+    assert!(claim(catalog, "worker-b", &tenant).await.is_none());
+
+    let missing = sample_dump(&tenant, "web-1", 1, "", 999).dump_id();
+    assert!(matches!(
+        catalog.enqueue(&missing).await,
+        Err(CatalogError::NotFound(_))
+    ));
+    for outcome in [
+        catalog.claim_job("", LONG_LEASE, Some(&tenant)).await,
+        catalog
+            .claim_job("worker-a", Duration::ZERO, Some(&tenant))
+            .await,
+        catalog
+            .claim_job("bad\0worker", LONG_LEASE, Some(&tenant))
+            .await,
+    ] {
+        assert!(
+            matches!(outcome, Err(CatalogError::Invalid(_))),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// Eight claimers racing over the same queue get disjoint jobs and together every job.
+pub async fn test_catalog_concurrent_claimers_get_disjoint_jobs(catalog: &dyn Catalog) {
+    const JOBS: i64 = 24;
+    const CLAIMERS: usize = 8;
+    let tenant = unique_tenant("claim-race");
+    let mut queued = BTreeSet::new();
+    for taken_at_unix in 0..JOBS {
+        queued.insert(register_queued(catalog, &tenant, taken_at_unix).await);
+    }
+    // Futures, not spawned tasks (the catalog is borrowed): a remote catalog still runs their
+    // calls concurrently on separate connections.
+    let claimers = (0..CLAIMERS).map(|claimer| {
+        let tenant = tenant.clone();
+        async move {
+            let worker = format!("racer-{claimer}");
+            let mut claimed = Vec::new();
+            while let Some(job) = claim(catalog, &worker, &tenant).await {
+                assert_eq!(job.worker, worker);
+                claimed.push(job.dump.id);
+            }
+            claimed
+        }
+    });
+    let mut seen = BTreeSet::new();
+    for claimed in join_all(claimers).await {
+        for id in claimed {
+            assert!(seen.insert(id.clone()), "{id} was claimed twice");
+        }
+    }
+    assert_eq!(seen, queued);
+}
+
+/// The holder renews its lease; another worker's renewal, or one after the job ended, is a
+/// `Conflict`; an unknown dump is `NotFound`.
+pub async fn test_catalog_renew_lease_only_by_the_holder(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("renew");
+    let id = register_queued(catalog, &tenant, 100).await;
+    let job = catalog
+        .claim_job("worker-a", Duration::from_secs(1), Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("a queued job");
+    let renewed = catalog
+        .renew_lease(&id, "worker-a", LONG_LEASE)
+        .await
+        .expect("renew");
+    assert!(
+        renewed >= job.lease_expires_at_unix_ms + 599_000,
+        "{renewed} extends {job:?}"
+    );
+    assert_conflict(
+        catalog.renew_lease(&id, "worker-b", LONG_LEASE).await,
+        "renewal by another worker",
+    );
+    // The renewed lease keeps the job from other claimers.
+    assert!(claim(catalog, "worker-b", &tenant).await.is_none());
+    catalog
+        .complete_job(&id, "worker-a", 1, 0)
+        .await
+        .expect("complete");
+    assert_conflict(
+        catalog.renew_lease(&id, "worker-a", LONG_LEASE).await,
+        "renewal after completion",
+    );
+    let missing = sample_dump(&tenant, "web-1", 1, "", 999).dump_id();
+    assert!(matches!(
+        catalog.renew_lease(&missing, "worker-a", LONG_LEASE).await,
+        Err(CatalogError::NotFound(_))
+    ));
+}
+
+/// A crashed worker's lease expires and another worker claims the job (a second attempt); the
+/// first worker can then neither renew, complete, fail nor release it, so the job completes
+/// once, with the second worker's results.
+pub async fn test_catalog_expired_lease_is_claimed_by_another_worker(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("expiry");
+    let id = register_queued(catalog, &tenant, 100).await;
+    let crashed = catalog
+        .claim_job("worker-a", EXPIRING_LEASE, Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("a queued job");
+    assert_eq!(crashed.attempt, 1);
+
+    let taken_over = claim_when_expired(catalog, "worker-b", &tenant).await;
+    assert_eq!(taken_over.dump.id, id);
+    assert_eq!(taken_over.worker, "worker-b");
+    assert_eq!(taken_over.attempt, 2);
+
+    assert_conflict(
+        catalog.renew_lease(&id, "worker-a", LONG_LEASE).await,
+        "renewal by the worker that lost the lease",
+    );
+    assert_conflict(
+        catalog.complete_job(&id, "worker-a", 1, 1).await,
+        "completion by the worker that lost the lease",
+    );
+    assert_conflict(
+        catalog.fail_job(&id, "worker-a", "late", 5).await,
+        "failure by the worker that lost the lease",
+    );
+    assert_conflict(
+        catalog.release_job(&id, "worker-a").await,
+        "release by the worker that lost the lease",
+    );
+    catalog
+        .complete_job(&id, "worker-b", 77, 2)
+        .await
+        .expect("complete by the new holder");
+    let done = catalog.get_dump(&id).await.expect("get");
+    assert_eq!(done.status, DumpStatus::Ready);
+    assert_eq!((done.objects, done.bad_lines, done.attempts), (77, 2, 2));
+    assert_conflict(
+        catalog.complete_job(&id, "worker-b", 77, 2).await,
+        "a second completion",
+    );
+}
+
+/// A failed job goes back to the queue until it has had `max_attempts` attempts, then fails for
+/// good with the reason; only the holder may fail it; an explicit enqueue starts it afresh.
+pub async fn test_catalog_fail_job_retries_until_max_attempts(catalog: &dyn Catalog) {
+    const MAX_ATTEMPTS: u32 = 3;
+    let tenant = unique_tenant("retry");
+    let id = register_queued(catalog, &tenant, 100).await;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let job = claim(catalog, "worker-a", &tenant)
+            .await
+            .expect("the dump is queued again");
+        assert_eq!((job.dump.id.clone(), job.attempt), (id.clone(), attempt));
+        assert_conflict(
+            catalog
+                .fail_job(&id, "worker-b", "not mine", MAX_ATTEMPTS)
+                .await,
+            "failure by another worker",
+        );
+        let reason = format!("line 7: invalid JSON (attempt {attempt})");
+        let status = catalog
+            .fail_job(&id, "worker-a", &reason, MAX_ATTEMPTS)
+            .await
+            .expect("fail");
+        let stored = catalog.get_dump(&id).await.expect("get");
+        assert_eq!(stored.status, status);
+        assert_eq!(stored.attempts, attempt);
+        if attempt < MAX_ATTEMPTS {
+            assert_eq!(status, DumpStatus::Queued);
+        } else {
+            assert_eq!(status, DumpStatus::Failed { reason });
+        }
+    }
+    assert!(claim(catalog, "worker-a", &tenant).await.is_none());
+    assert!(matches!(
+        catalog.fail_job(&id, "worker-a", "x", 0).await,
+        Err(CatalogError::Invalid(_))
+    ));
+
+    // A person retries the dump: a fresh attempt budget.
+    assert!(catalog.enqueue(&id).await.expect("enqueue failed dump"));
+    let queued = catalog.get_dump(&id).await.expect("get");
+    assert_eq!((queued.status, queued.attempts), (DumpStatus::Queued, 0));
+    let job = claim(catalog, "worker-a", &tenant).await.expect("requeued");
+    assert_eq!(job.attempt, 1);
+}
+
+/// A worker shutting down gives its job back: queued again, the attempt not counted, and the
+/// next claim takes it at once; only the holder may release it.
+pub async fn test_catalog_release_job_keeps_the_attempt(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("release");
+    let id = register_queued(catalog, &tenant, 100).await;
+    let job = claim(catalog, "worker-a", &tenant).await.expect("claim");
+    assert_eq!(job.attempt, 1);
+    assert_conflict(
+        catalog.release_job(&id, "worker-b").await,
+        "release by another worker",
+    );
+    catalog.release_job(&id, "worker-a").await.expect("release");
+    let released = catalog.get_dump(&id).await.expect("get");
+    assert_eq!(
+        (released.status, released.attempts),
+        (DumpStatus::Queued, 0)
+    );
+    let again = claim(catalog, "worker-b", &tenant)
+        .await
+        .expect("a released job is claimable at once");
+    assert_eq!((again.dump.id, again.attempt), (id.clone(), 1));
+    assert_conflict(
+        catalog.release_job(&id, "worker-a").await,
+        "release after the job moved on",
+    );
+    let missing = sample_dump(&tenant, "web-1", 1, "", 999).dump_id();
+    assert!(matches!(
+        catalog.release_job(&missing, "worker-a").await,
+        Err(CatalogError::NotFound(_))
+    ));
+}
+
+/// Completing a job makes the dump ready with its counts and ends the job; only the holder may
+/// complete it, and a dump set ingesting outside the queue is never claimed.
+pub async fn test_catalog_complete_job_marks_the_dump_ready(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("complete");
+    let id = register_queued(catalog, &tenant, 100).await;
+    claim(catalog, "worker-a", &tenant).await.expect("claim");
+    assert_conflict(
+        catalog.complete_job(&id, "worker-b", 1, 0).await,
+        "completion by another worker",
+    );
+    catalog
+        .complete_job(&id, "worker-a", 1_234_567, 3)
+        .await
+        .expect("complete");
+    let ready = catalog.get_dump(&id).await.expect("get");
+    assert_eq!(ready.status, DumpStatus::Ready);
+    assert_eq!(
+        (ready.objects, ready.bad_lines, ready.attempts),
+        (1_234_567, 3, 1)
+    );
+    assert!(claim(catalog, "worker-a", &tenant).await.is_none());
+    let missing = sample_dump(&tenant, "web-1", 1, "", 999).dump_id();
+    assert!(matches!(
+        catalog.complete_job(&missing, "worker-a", 1, 0).await,
+        Err(CatalogError::NotFound(_))
+    ));
+
+    // set_status is the queue's override: the dump it sets ingesting holds no lease, so no
+    // expiry hands it to a worker.
+    let outside = register_queued(catalog, &tenant, 200).await;
+    catalog
+        .claim_job("worker-a", EXPIRING_LEASE, Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("queued");
+    catalog
+        .set_status(&outside, DumpStatus::Ingesting)
+        .await
+        .expect("set ingesting");
+    assert!(claim(catalog, "worker-b", &tenant).await.is_none());
+    assert_conflict(
+        catalog.complete_job(&outside, "worker-a", 1, 0).await,
+        "completion after set_status took the job",
+    );
+}
+
+/// A claim without a tenant takes every tenant's queued dumps, oldest registered first. It
+/// claims whatever the catalog holds, so it needs a catalog no other test queues jobs in.
+pub async fn check_claim_job_spans_tenants(catalog: &dyn Catalog) {
+    let first = register_queued(catalog, &unique_tenant("span-a"), 100).await;
+    let second = register_queued(catalog, &unique_tenant("span-b"), 100).await;
+    let mut claimed = Vec::new();
+    while let Some(job) = catalog
+        .claim_job("worker-a", LONG_LEASE, None)
+        .await
+        .expect("claim from any tenant")
+    {
+        claimed.push(job.dump.id);
+    }
+    assert_eq!(claimed, vec![first, second]);
+}
+
 /// Registers a dump, drops `catalog`, reopens with `reopen` and checks that the dump and its
 /// status are still there. Backends with durable storage run this with their own reopen.
 pub async fn check_dumps_survive_reopen<C, F, Fut>(catalog: C, reopen: F)
@@ -632,4 +1014,11 @@ pub async fn run_catalog_test_suite(catalog: &dyn Catalog) {
     test_catalog_list_processes_counts_dumps(catalog).await;
     test_catalog_delete_dump_removes_it(catalog).await;
     test_catalog_concurrent_registration_creates_once(catalog).await;
+    test_catalog_claim_job_takes_queued_dumps_oldest_first(catalog).await;
+    test_catalog_concurrent_claimers_get_disjoint_jobs(catalog).await;
+    test_catalog_renew_lease_only_by_the_holder(catalog).await;
+    test_catalog_expired_lease_is_claimed_by_another_worker(catalog).await;
+    test_catalog_fail_job_retries_until_max_attempts(catalog).await;
+    test_catalog_release_job_keeps_the_attempt(catalog).await;
+    test_catalog_complete_job_marks_the_dump_ready(catalog).await;
 }
