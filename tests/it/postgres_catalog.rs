@@ -1,6 +1,7 @@
-//! `PostgresCatalog` against a real PostgreSQL server: the catalog conformance suite, dumps
-//! surviving a reconnect, and the schema migrations (idempotent, applied once when services
-//! start together, refusing a newer schema). Also what a caller sees when there is no server.
+//! `PostgresCatalog` against a real PostgreSQL server: the catalog conformance suite (job queue
+//! included), dumps surviving a reconnect, a claim spanning tenants, and the schema migrations
+//! (idempotent, applied once when services start together, upgrading a database that holds
+//! dumps, refusing a newer schema). Also what a caller sees when there is no server.
 //!
 //! The server comes from `HEAPFLEET_TEST_POSTGRES_URL`, which scripts/test.sh sets after starting
 //! a throwaway cluster. Without it the server tests skip with a note, or fail under
@@ -11,8 +12,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::join_all;
-use heapfleet_catalog::testsuite::{run_catalog_test_suite, sample_dump, unique_tenant};
-use heapfleet_catalog::{Catalog, CatalogError, DumpFilter, PostgresCatalog};
+use std::time::Duration;
+
+use heapfleet_catalog::testsuite::{
+    check_claim_job_spans_tenants, run_catalog_test_suite, sample_dump, unique_tenant,
+};
+use heapfleet_catalog::{Catalog, CatalogError, DumpFilter, DumpStatus, PostgresCatalog};
 use heapfleet_tests::service_url;
 use tokio_postgres::NoTls;
 
@@ -179,6 +184,70 @@ async fn test_postgres_catalog_concurrent_starters_migrate_once() {
         assert_eq!(listed.len(), 1);
     }
     drop(catalogs);
+    scratch.drop_database().await;
+}
+
+#[tokio::test]
+async fn test_postgres_catalog_claims_jobs_across_tenants() {
+    let Some(url) = service_url(POSTGRES_URL_VARIABLE) else {
+        return;
+    };
+    // A claim without a tenant takes any tenant's jobs, so it gets a database of its own.
+    let scratch = ScratchDatabase::create(&url, "span").await;
+    let catalog = scratch.connect_catalog().await.unwrap();
+    check_claim_job_spans_tenants(&catalog).await;
+    drop(catalog);
+    scratch.drop_database().await;
+}
+
+#[tokio::test]
+async fn test_postgres_catalog_upgrades_a_database_holding_dumps() {
+    let Some(url) = service_url(POSTGRES_URL_VARIABLE) else {
+        return;
+    };
+    let scratch = ScratchDatabase::create(&url, "upgrade").await;
+    // Schema version 1 as an older build left it, with a queued dump in it.
+    let client = connect_client(&scratch.config).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {SCHEMA_TABLE} (version BIGINT NOT NULL PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
+             {} \
+             INSERT INTO {SCHEMA_TABLE} (version) VALUES (1);",
+            include_str!("../../crates/catalog/migrations/postgres/0001_create_dumps.sql")
+        ))
+        .await
+        .unwrap();
+    let tenant = unique_tenant("upgrade");
+    let new_dump = sample_dump(&tenant, "web-1", 1, "", 100);
+    let id = new_dump.dump_id();
+    client
+        .execute(
+            "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, file_name, \
+             size_bytes, content_sha256, status) \
+             VALUES ($1, $2, 'web-1', 1, '', 100, 'heap.dump', 10, $3, 'queued')",
+            &[&id.as_str(), &tenant, &new_dump.content_sha256],
+        )
+        .await
+        .unwrap();
+
+    let catalog = scratch.connect_catalog().await.unwrap();
+    assert_eq!(
+        catalog.schema_version().await.unwrap(),
+        PostgresCatalog::latest_schema_version()
+    );
+    let job = catalog
+        .claim_job("worker-a", Duration::from_secs(60), Some(&tenant))
+        .await
+        .unwrap()
+        .expect("the dump queued before the upgrade is claimable");
+    assert_eq!((job.dump.id.clone(), job.attempt), (id.clone(), 1));
+    catalog.complete_job(&id, "worker-a", 5, 0).await.unwrap();
+    assert_eq!(
+        catalog.get_dump(&id).await.unwrap().status,
+        DumpStatus::Ready
+    );
+    drop((client, catalog));
     scratch.drop_database().await;
 }
 
