@@ -136,6 +136,9 @@ impl fmt::Debug for ScyllaStore {
     }
 }
 
+/// The columns of a `dump_aggregates` row: duplicated strings, roots, shapes, parse statistics.
+type AggregatesRow = (String, String, String, String);
+
 /// The columns of a site row, as the driver returns them.
 type SiteRow = (String, i64, String, String, i64, i64, i64, i64, i64, i64);
 
@@ -184,15 +187,34 @@ impl ScyllaStore {
 
     /// Returns whether the dump has aggregates.
     async fn has_aggregates(&self, dump: &str) -> Result<bool> {
+        let row: Option<AggregatesRow> = self
+            .first_row(&self.statements.select_aggregates, (dump,), "look up", dump)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Runs a single-row read and returns its row, if any. `action` names what failed.
+    async fn first_row<R>(
+        &self,
+        statement: &PreparedStatement,
+        values: impl ::scylla::serialize::row::SerializeRow,
+        action: &str,
+        dump: &str,
+    ) -> Result<Option<R>>
+    where
+        R: for<'frame, 'metadata> ::scylla::deserialize::row::DeserializeRow<'frame, 'metadata>,
+    {
         let result = self
             .session
-            .execute_unpaged(&self.statements.select_aggregates, (dump,))
+            .execute_unpaged(statement, values)
             .await
-            .map_err(cql_error(format!("failed to look up dump {dump}")))?;
+            .map_err(cql_error(format!("failed to {action} dump {dump}")))?;
         let rows = result
             .into_rows_result()
-            .map_err(internal(format!("failed to read dump {dump}")))?;
-        Ok(rows.rows_num() > 0)
+            .map_err(internal(format!("failed to {action} dump {dump}")))?;
+        rows.maybe_first_row().map_err(internal(format!(
+            "unexpected columns while trying to {action} dump {dump}"
+        )))
     }
 
     /// Reads the dump's site rows (paged), sorted by site then generation.
@@ -222,17 +244,15 @@ impl ScyllaStore {
 
     /// Returns whether chunk `chunk_number` of the dump's index is stored.
     async fn has_chunk(&self, dump: &str, chunk_number: i32) -> Result<bool> {
-        let result = self
-            .session
-            .execute_unpaged(&self.statements.probe_chunk, (dump, chunk_number))
-            .await
-            .map_err(cql_error(format!(
-                "failed to look up chunk {chunk_number} of dump {dump}"
-            )))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(internal(format!("failed to read dump {dump}")))?;
-        Ok(rows.rows_num() > 0)
+        let row: Option<(i32,)> = self
+            .first_row(
+                &self.statements.probe_chunk,
+                (dump, chunk_number),
+                "look up an index chunk of",
+                dump,
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Deletes the dump's index chunks from `first` on, up to the first one that is not there
@@ -254,19 +274,14 @@ impl ScyllaStore {
 
     /// Returns the finished index's chunk count, `None` when unfinished or absent.
     async fn index_chunk_count(&self, dump: &str) -> Result<Option<i32>> {
-        let result = self
-            .session
-            .execute_unpaged(&self.statements.select_index_state, (dump,))
-            .await
-            .map_err(cql_error(format!(
-                "failed to look up the index of dump {dump}"
-            )))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(internal(format!("failed to read dump {dump}")))?;
-        let row: Option<(Option<i32>,)> = rows
-            .maybe_first_row()
-            .map_err(internal(format!("unexpected index state of dump {dump}")))?;
+        let row: Option<(Option<i32>,)> = self
+            .first_row(
+                &self.statements.select_index_state,
+                (dump,),
+                "look up the index of",
+                dump,
+            )
+            .await?;
         Ok(row.and_then(|(count,)| count))
     }
 
@@ -406,17 +421,9 @@ impl AggregateStore for ScyllaStore {
 
     async fn get_dump_aggregates(&self, dump: &str) -> Result<DumpAggregates> {
         check_dump_id(dump)?;
-        let result = self
-            .session
-            .execute_unpaged(&self.statements.select_aggregates, (dump,))
-            .await
-            .map_err(cql_error(format!("failed to read dump {dump}")))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(internal(format!("failed to read dump {dump}")))?;
-        let row: Option<(String, String, String, String)> = rows.maybe_first_row().map_err(
-            internal(format!("unexpected aggregate columns of dump {dump}")),
-        )?;
+        let row: Option<AggregatesRow> = self
+            .first_row(&self.statements.select_aggregates, (dump,), "read", dump)
+            .await?;
         let Some((duplicated_strings, roots, shapes, parse)) = row else {
             return Err(aggregates_not_found(dump));
         };
@@ -524,19 +531,14 @@ impl AggregateStore for ScyllaStore {
         let sites = self.read_index_sites(dump).await?;
         let mut entries = Vec::new();
         for chunk_number in 0..count {
-            let result = self
-                .session
-                .execute_unpaged(&self.statements.select_chunk, (dump, chunk_number))
-                .await
-                .map_err(cql_error(format!(
-                    "failed to read the index of dump {dump}"
-                )))?;
-            let rows = result
-                .into_rows_result()
-                .map_err(internal(format!("failed to read dump {dump}")))?;
-            let row: Option<(Vec<u8>,)> = rows
-                .maybe_first_row()
-                .map_err(internal(format!("unexpected index chunk of dump {dump}")))?;
+            let row: Option<(Vec<u8>,)> = self
+                .first_row(
+                    &self.statements.select_chunk,
+                    (dump, chunk_number),
+                    "read the index of",
+                    dump,
+                )
+                .await?;
             let (bytes,) = row.ok_or_else(|| index_not_found(dump))?;
             decode_index_chunk(dump, chunk_number as u32, &bytes, &mut entries)?;
         }
