@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::config::Host;
 use tokio_postgres::types::{Json, ToSql};
@@ -401,6 +401,57 @@ fn describe_database(config: &tokio_postgres::Config) -> String {
 }
 
 /// Returns a mapper that files a driver error under the variant the caller can act on.
+/// Runs a cached statement that changes rows; returns how many it changed.
+async fn execute_cached<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    parameters: &[&(dyn ToSql + Sync)],
+    failed: &str,
+) -> Result<u64> {
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(postgres_error(failed))?;
+    client
+        .execute(&statement, parameters)
+        .await
+        .map_err(postgres_error(failed))
+}
+
+/// Runs a cached query that returns at most one row.
+async fn query_opt_cached<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    parameters: &[&(dyn ToSql + Sync)],
+    failed: &str,
+) -> Result<Option<Row>> {
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(postgres_error(failed))?;
+    client
+        .query_opt(&statement, parameters)
+        .await
+        .map_err(postgres_error(failed))
+}
+
+/// Runs a cached query and returns its rows.
+async fn query_cached<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    parameters: &[&(dyn ToSql + Sync)],
+    failed: &str,
+) -> Result<Vec<Row>> {
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(postgres_error(failed))?;
+    client
+        .query(&statement, parameters)
+        .await
+        .map_err(postgres_error(failed))
+}
+
 fn postgres_error(
     message: impl Into<String>,
 ) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
@@ -591,48 +642,39 @@ impl Catalog for PostgresCatalog {
             .transaction()
             .await
             .map_err(postgres_error(failed.as_str()))?;
-        let insert = transaction
-            .prepare_cached(INSERT_DUMP)
-            .await
-            .map_err(postgres_error(failed.as_str()))?;
-        let inserted = transaction
-            .execute(
-                &insert,
-                &[
-                    &id.as_str(),
-                    &new_dump.process.tenant,
-                    &new_dump.process.host,
-                    &i64::from(new_dump.process.pid),
-                    &new_dump.process.instance,
-                    &new_dump.taken_at_unix,
-                    &jobs,
-                    &new_dump.role,
-                    &Json(&new_dump.labels),
-                    &new_dump.file_name,
-                    &size_bytes,
-                    &new_dump.content_sha256,
-                    &gc_count,
-                    &rss_bytes,
-                    &DumpStatusKind::Uploaded.as_str(),
-                ],
-            )
-            .await
-            .map_err(postgres_error(failed.as_str()))?;
-        let select = transaction
-            .prepare_cached(&format!(
-                "SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = $1"
-            ))
-            .await
-            .map_err(postgres_error(failed.as_str()))?;
-        let row = transaction
-            .query_opt(&select, &[&id.as_str()])
-            .await
-            .map_err(postgres_error(failed.as_str()))?
-            .ok_or_else(|| {
-                CatalogError::internal_message(format!(
-                    "dump {id} vanished while it was registered"
-                ))
-            })?;
+        let inserted = execute_cached(
+            &transaction,
+            INSERT_DUMP,
+            &[
+                &id.as_str(),
+                &new_dump.process.tenant,
+                &new_dump.process.host,
+                &i64::from(new_dump.process.pid),
+                &new_dump.process.instance,
+                &new_dump.taken_at_unix,
+                &jobs,
+                &new_dump.role,
+                &Json(&new_dump.labels),
+                &new_dump.file_name,
+                &size_bytes,
+                &new_dump.content_sha256,
+                &gc_count,
+                &rss_bytes,
+                &DumpStatusKind::Uploaded.as_str(),
+            ],
+            failed.as_str(),
+        )
+        .await?;
+        let row = query_opt_cached(
+            &transaction,
+            &format!("SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = $1"),
+            &[&id.as_str()],
+            failed.as_str(),
+        )
+        .await?
+        .ok_or_else(|| {
+            CatalogError::internal_message(format!("dump {id} vanished while it was registered"))
+        })?;
         let record = dump_record(&row)?;
         transaction
             .commit()
@@ -644,17 +686,14 @@ impl Catalog for PostgresCatalog {
     async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord> {
         let failed = || format!("failed to read dump {id}");
         let client = self.client().await?;
-        let select = client
-            .prepare_cached(&format!(
-                "SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = $1"
-            ))
-            .await
-            .map_err(postgres_error(failed()))?;
-        let row = client
-            .query_opt(&select, &[&id.as_str()])
-            .await
-            .map_err(postgres_error(failed()))?
-            .ok_or_else(|| dump_not_found(id))?;
+        let row = query_opt_cached(
+            &client,
+            &format!("SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = $1"),
+            &[&id.as_str()],
+            &failed(),
+        )
+        .await?
+        .ok_or_else(|| dump_not_found(id))?;
         dump_record(&row)
     }
 
@@ -666,14 +705,7 @@ impl Catalog for PostgresCatalog {
             .map(|parameter| parameter.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let client = self.client().await?;
-        let select = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(postgres_error("failed to list dumps"))?;
-        let rows = client
-            .query(&select, &parameter_refs)
-            .await
-            .map_err(postgres_error("failed to list dumps"))?;
+        let rows = query_cached(&client, &sql, &parameter_refs, "failed to list dumps").await?;
         rows.iter().map(dump_record).collect()
     }
 
@@ -681,22 +713,18 @@ impl Catalog for PostgresCatalog {
         let failed = || format!("failed to set the status of dump {id}");
         let attempt = i32::from(status == DumpStatus::Ingesting);
         let client = self.client().await?;
-        let update = client
-            .prepare_cached(UPDATE_STATUS)
-            .await
-            .map_err(postgres_error(failed()))?;
-        let updated = client
-            .execute(
-                &update,
-                &[
-                    &id.as_str(),
-                    &status.kind().as_str(),
-                    &status.failure_reason(),
-                    &attempt,
-                ],
-            )
-            .await
-            .map_err(postgres_error(failed()))?;
+        let updated = execute_cached(
+            &client,
+            UPDATE_STATUS,
+            &[
+                &id.as_str(),
+                &status.kind().as_str(),
+                &status.failure_reason(),
+                &attempt,
+            ],
+            &failed(),
+        )
+        .await?;
         if updated == 0 {
             return Err(dump_not_found(id));
         }
@@ -708,22 +736,18 @@ impl Catalog for PostgresCatalog {
         let objects = to_sql_integer(objects, "objects")?;
         let bad_lines = to_sql_integer(bad_lines, "bad lines")?;
         let client = self.client().await?;
-        let update = client
-            .prepare_cached(UPDATE_READY)
-            .await
-            .map_err(postgres_error(failed()))?;
-        let updated = client
-            .execute(
-                &update,
-                &[
-                    &id.as_str(),
-                    &DumpStatusKind::Ready.as_str(),
-                    &objects,
-                    &bad_lines,
-                ],
-            )
-            .await
-            .map_err(postgres_error(failed()))?;
+        let updated = execute_cached(
+            &client,
+            UPDATE_READY,
+            &[
+                &id.as_str(),
+                &DumpStatusKind::Ready.as_str(),
+                &objects,
+                &bad_lines,
+            ],
+            &failed(),
+        )
+        .await?;
         if updated == 0 {
             return Err(dump_not_found(id));
         }
@@ -733,14 +757,7 @@ impl Catalog for PostgresCatalog {
     async fn enqueue(&self, id: &DumpId) -> Result<bool> {
         let failed = || format!("failed to enqueue dump {id}");
         let client = self.client().await?;
-        let update = client
-            .prepare_cached(UPDATE_ENQUEUE)
-            .await
-            .map_err(postgres_error(failed()))?;
-        let updated = client
-            .execute(&update, &[&id.as_str()])
-            .await
-            .map_err(postgres_error(failed()))?;
+        let updated = execute_cached(&client, UPDATE_ENQUEUE, &[&id.as_str()], &failed()).await?;
         if updated == 0 {
             let exists = client
                 .query_opt(SELECT_DUMP_EXISTS, &[&id.as_str()])
@@ -793,14 +810,13 @@ impl Catalog for PostgresCatalog {
         let lease_ms = lease_millis(lease)?;
         let failed = || format!("failed to renew the lease on dump {id}");
         let client = self.client().await?;
-        let renew = client
-            .prepare_cached(UPDATE_RENEW)
-            .await
-            .map_err(postgres_error(failed()))?;
-        let row_opt = client
-            .query_opt(&renew, &[&id.as_str(), &worker, &lease_ms])
-            .await
-            .map_err(postgres_error(failed()))?;
+        let row_opt = query_opt_cached(
+            &client,
+            UPDATE_RENEW,
+            &[&id.as_str(), &worker, &lease_ms],
+            &failed(),
+        )
+        .await?;
         match row_opt {
             Some(row) => row.try_get(0).map_err(postgres_error(failed())),
             None => Err(self.lease_error(&client, id, worker).await),
@@ -841,14 +857,13 @@ impl Catalog for PostgresCatalog {
         let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
         let failed = || format!("failed to fail the job of dump {id}");
         let client = self.client().await?;
-        let fail = client
-            .prepare_cached(UPDATE_FAIL)
-            .await
-            .map_err(postgres_error(failed()))?;
-        let row_opt = client
-            .query_opt(&fail, &[&id.as_str(), &worker, &max_attempts, &reason])
-            .await
-            .map_err(postgres_error(failed()))?;
+        let row_opt = query_opt_cached(
+            &client,
+            UPDATE_FAIL,
+            &[&id.as_str(), &worker, &max_attempts, &reason],
+            &failed(),
+        )
+        .await?;
         let Some(row) = row_opt else {
             return Err(self.lease_error(&client, id, worker).await);
         };
@@ -878,14 +893,7 @@ impl Catalog for PostgresCatalog {
         check_tenant(tenant)?;
         let failed = || format!("failed to list the processes of tenant {tenant}");
         let client = self.client().await?;
-        let select = client
-            .prepare_cached(SELECT_PROCESSES)
-            .await
-            .map_err(postgres_error(failed()))?;
-        let rows = client
-            .query(&select, &[&tenant])
-            .await
-            .map_err(postgres_error(failed()))?;
+        let rows = query_cached(&client, SELECT_PROCESSES, &[&tenant], &failed()).await?;
         rows.iter()
             .map(|row| {
                 let read = || -> std::result::Result<_, tokio_postgres::Error> {
@@ -918,14 +926,7 @@ impl Catalog for PostgresCatalog {
     async fn delete_dump(&self, id: &DumpId) -> Result<()> {
         let failed = || format!("failed to delete dump {id}");
         let client = self.client().await?;
-        let delete = client
-            .prepare_cached(DELETE_DUMP)
-            .await
-            .map_err(postgres_error(failed()))?;
-        let deleted = client
-            .execute(&delete, &[&id.as_str()])
-            .await
-            .map_err(postgres_error(failed()))?;
+        let deleted = execute_cached(&client, DELETE_DUMP, &[&id.as_str()], &failed()).await?;
         if deleted == 0 {
             return Err(dump_not_found(id));
         }
