@@ -48,8 +48,10 @@ pub struct SiteSeriesPoint {
 #[async_trait]
 pub trait AggregateStore: Debug + Send + Sync + 'static {
     /// Stores `aggregates` as the dump's, replacing whatever the dump had (never adding to it).
-    /// Atomic: a reader sees the old aggregates or the new ones. The object index is left alone.
-    /// Fails with `Invalid` if a (site, generation) pair repeats.
+    /// A reader never sees a mix of old and new: the embedded stores switch atomically (old or
+    /// new), a partitioned store may answer `NotFound` while it rewrites (the catalog keeps
+    /// readers away from dumps being ingested anyway). The object index is left alone. Fails
+    /// with `Invalid` if a (site, generation) pair repeats.
     async fn put_dump_aggregates(&self, dump: &str, aggregates: &DumpAggregates) -> Result<()>;
 
     /// Returns the dump's aggregates (not its object index), sites sorted by site then
