@@ -6,9 +6,10 @@
 #   2. starts a throwaway PostgreSQL cluster on a free loopback port (scripts/test-services.sh)
 #      and points the tests at it with HEAPFLEET_TEST_POSTGRES_URL, and a throwaway Apache
 #      Cassandra 5 node (scripts/cassandra.sh, the CQL server standing in for ScyllaDB) named in
-#      HEAPFLEET_TEST_SCYLLA_URI, unless those are already set;
+#      HEAPFLEET_TEST_SCYLLA_URI, and a throwaway S3-compatible server (scripts/s3-server.sh,
+#      s3s-fs) named in HEAPFLEET_TEST_S3_ENDPOINT, unless those are already set;
 #   3. runs every test of the workspace;
-#   4. stops both servers and removes their directories on the way out, whether the tests
+#   4. stops the servers and removes their directories on the way out, whether the tests
 #      passed, failed or were interrupted.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p heapfleet-dump`).
 # When a tool or server is missing the tests that need it skip with a note; set
@@ -24,12 +25,17 @@ fi
 services_dir=""
 cassandra_pid=""
 cassandra_work=""
+s3_pid=""
+s3_root=""
 stop_services() {
   if [ -n "$services_dir" ]; then
     scripts/test-services.sh stop "$services_dir"
   fi
   if [ -n "$cassandra_pid" ]; then
     scripts/cassandra.sh stop "$cassandra_pid" "$cassandra_work"
+  fi
+  if [ -n "$s3_pid" ]; then
+    scripts/s3-server.sh stop "$s3_pid" "$s3_root"
   fi
 }
 trap stop_services EXIT
@@ -55,6 +61,17 @@ elif exports=$(scripts/cassandra.sh start); then
   cassandra_work=$CASSANDRA_WORK
 else
   echo "test.sh: Cassandra did not start; the tests that need it will skip" \
+    "(or fail under HEAPFLEET_REQUIRE_SERVICES=1)" >&2
+fi
+
+if [ -n "${HEAPFLEET_TEST_S3_ENDPOINT:-}" ]; then
+  echo "test.sh: using the S3 server in HEAPFLEET_TEST_S3_ENDPOINT" >&2
+elif exports=$(scripts/s3-server.sh start); then
+  eval "$exports"
+  s3_pid=$S3_SERVER_PID
+  s3_root=$S3_SERVER_ROOT
+else
+  echo "test.sh: the S3 server did not start; the tests that need it will skip" \
     "(or fail under HEAPFLEET_REQUIRE_SERVICES=1)" >&2
 fi
 

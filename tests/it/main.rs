@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod heapy_differential;
+mod object_storage;
 mod postgres_catalog;
 mod real_dump;
 mod scylla_store;
