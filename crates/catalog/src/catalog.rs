@@ -34,6 +34,13 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// [`NewDump::validate`] does.
     async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)>;
 
+    /// Registers a dump and queues its ingest job in one transaction, as the gateway does once
+    /// the dump's file is durable: a new dump starts [`DumpStatus::Queued`], and one already
+    /// registered but never queued ([`DumpStatus::Uploaded`]) is queued. A dump already
+    /// queued, ingesting, ready or failed is returned unchanged (a failed dump is retried only
+    /// through [`Catalog::enqueue`], on purpose). The `bool` is `true` when the dump is new.
+    async fn register_and_enqueue(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)>;
+
     /// Returns one dump, `NotFound` if it is not registered.
     async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord>;
 

@@ -51,6 +51,7 @@ pub(crate) struct StoredDump {
     pub(crate) objects: i64,
     pub(crate) bad_lines: i64,
     pub(crate) registered_at_unix: i64,
+    pub(crate) object_key: Option<String>,
 }
 
 impl StoredDump {
@@ -99,6 +100,7 @@ impl StoredDump {
             objects: from_sql_integer(self.objects, "objects")?,
             bad_lines: from_sql_integer(self.bad_lines, "bad lines")?,
             registered_at_unix: self.registered_at_unix,
+            object_key: self.object_key,
             id,
         })
     }

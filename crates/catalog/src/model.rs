@@ -49,6 +49,9 @@ pub struct NewDump {
     pub gc_count: Option<u64>,
     /// The process's resident set size at dump time, when the upload sent it.
     pub rss_bytes: Option<u64>,
+    /// Where the dump file is kept in object storage (the key under the store's root), or
+    /// `None` for a dump imported from a local file that no worker will read again.
+    pub object_key: Option<String>,
 }
 
 impl NewDump {
@@ -78,6 +81,7 @@ impl NewDump {
             ("instance", &self.process.instance),
             ("role", self.role.as_deref().unwrap_or_default()),
             ("file name", &self.file_name),
+            ("object key", self.object_key.as_deref().unwrap_or_default()),
         ];
         let label_texts = self
             .labels
@@ -334,6 +338,8 @@ pub struct DumpRecord {
     pub gc_count: Option<u64>,
     /// The resident set size at dump time.
     pub rss_bytes: Option<u64>,
+    /// Where the dump file is kept in object storage, when it is.
+    pub object_key: Option<String>,
     /// Where it is in its life.
     pub status: DumpStatus,
     /// How many times ingest started on it since it was last enqueued from `uploaded` or
@@ -545,6 +551,7 @@ mod tests {
             content_sha256: SHA.to_owned(),
             gc_count: None,
             rss_bytes: None,
+            object_key: None,
         };
         valid.validate().unwrap();
         let mut upper_hash = valid.clone();

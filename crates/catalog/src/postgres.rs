@@ -66,6 +66,10 @@ const MIGRATIONS: &[PostgresMigration] = &[
         version: 2,
         sql: include_str!("../migrations/postgres/0002_add_job_leases.sql"),
     },
+    PostgresMigration {
+        version: 3,
+        sql: include_str!("../migrations/postgres/0003_add_object_key.sql"),
+    },
 ];
 
 /// The advisory lock that serialises migrations ("heapflee" in ASCII). Any other user of
@@ -102,15 +106,20 @@ const INSERT_SCHEMA_VERSION: &str = "INSERT INTO catalog_schema_migrations (vers
 /// catalog stores them, so both backends check rows with the same code.
 const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, \
      labels::TEXT, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
-     failure_reason, attempts, objects, bad_lines, registered_at_unix";
+     failure_reason, attempts, objects, bad_lines, registered_at_unix, object_key";
 
 /// How many columns [`DUMP_COLUMNS`] names: a `RETURNING` clause's next column has this index.
-const DUMP_COLUMN_COUNT: usize = 20;
+const DUMP_COLUMN_COUNT: usize = 21;
 
 const INSERT_DUMP: &str = "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, \
-     jobs, role, labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     jobs, role, labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
+     object_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
      ON CONFLICT (dump_id) DO NOTHING";
+/// Queues a dump that was registered earlier and never queued (`register_and_enqueue` of a
+/// dump first registered with `register_dump`).
+const UPDATE_QUEUE_UPLOADED: &str =
+    "UPDATE dumps SET status = 'queued' WHERE dump_id = $1 AND status = 'uploaded'";
 const UPDATE_STATUS: &str = "UPDATE dumps \
      SET status = $2, failure_reason = $3, attempts = attempts + $4, lease_worker = NULL, \
      lease_expires_at_unix_ms = NULL WHERE dump_id = $1";
@@ -562,6 +571,7 @@ fn stored_dump(row: &Row) -> std::result::Result<StoredDump, tokio_postgres::Err
         objects: row.try_get(17)?,
         bad_lines: row.try_get(18)?,
         registered_at_unix: row.try_get(19)?,
+        object_key: row.try_get(20)?,
     })
 }
 
@@ -615,9 +625,10 @@ fn list_dumps_query(filter: &DumpFilter) -> (String, Vec<Parameter>) {
     (sql, parameters)
 }
 
-#[async_trait]
-impl Catalog for PostgresCatalog {
-    async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+impl PostgresCatalog {
+    /// Registers a dump (see [`Catalog::register_dump`]); with `queue`, a new dump starts
+    /// queued and an existing one still `uploaded` is queued, in the same transaction.
+    async fn register(&self, new_dump: NewDump, queue: bool) -> Result<(DumpRecord, bool)> {
         new_dump.validate()?;
         let id = new_dump.dump_id();
         let jobs = new_dump
@@ -633,6 +644,11 @@ impl Catalog for PostgresCatalog {
             .rss_bytes
             .map(|rss_bytes| to_sql_integer(rss_bytes, "rss"))
             .transpose()?;
+        let initial_status = if queue {
+            DumpStatusKind::Queued
+        } else {
+            DumpStatusKind::Uploaded
+        };
         let failed = format!("failed to register dump {id}");
         let mut client = self.client().await?;
         // READ COMMITTED: the insert waits for a concurrent registration of the same id to
@@ -660,11 +676,21 @@ impl Catalog for PostgresCatalog {
                 &new_dump.content_sha256,
                 &gc_count,
                 &rss_bytes,
-                &DumpStatusKind::Uploaded.as_str(),
+                &initial_status.as_str(),
+                &new_dump.object_key,
             ],
             failed.as_str(),
         )
         .await?;
+        if queue && inserted == 0 {
+            execute_cached(
+                &transaction,
+                UPDATE_QUEUE_UPLOADED,
+                &[&id.as_str()],
+                failed.as_str(),
+            )
+            .await?;
+        }
         let row = query_opt_cached(
             &transaction,
             &format!("SELECT {DUMP_COLUMNS} FROM dumps WHERE dump_id = $1"),
@@ -681,6 +707,17 @@ impl Catalog for PostgresCatalog {
             .await
             .map_err(postgres_error(format!("failed to commit dump {id}")))?;
         Ok((record, inserted == 1))
+    }
+}
+
+#[async_trait]
+impl Catalog for PostgresCatalog {
+    async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+        self.register(new_dump, false).await
+    }
+
+    async fn register_and_enqueue(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+        self.register(new_dump, true).await
     }
 
     async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord> {

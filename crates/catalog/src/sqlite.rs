@@ -49,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/sqlite/0002_add_job_leases.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/sqlite/0003_add_object_key.sql"),
+    },
 ];
 
 /// The embedded catalog: a SQLite file in WAL mode with `synchronous=FULL`.
@@ -169,7 +173,7 @@ const HELD_BY_WORKER: &str = "dump_id = ?1 AND status = 'ingesting' AND lease_wo
 /// The columns `StoredDump::from_row` reads, in order.
 const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, labels, \
      file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, failure_reason, attempts, \
-     objects, bad_lines, registered_at_unix";
+     objects, bad_lines, registered_at_unix, object_key";
 
 impl StoredDump {
     /// Reads a row selected with [`DUMP_COLUMNS`].
@@ -195,6 +199,7 @@ impl StoredDump {
             objects: row.get(17)?,
             bad_lines: row.get(18)?,
             registered_at_unix: row.get(19)?,
+            object_key: row.get(20)?,
         })
     }
 }
@@ -252,9 +257,10 @@ fn update_held_job(
     Ok(())
 }
 
-#[async_trait]
-impl Catalog for SqliteCatalog {
-    async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+impl SqliteCatalog {
+    /// Registers a dump (see [`Catalog::register_dump`]); with `queue`, a new dump starts
+    /// queued and an existing one still `uploaded` is queued, in the same transaction.
+    async fn register(&self, new_dump: NewDump, queue: bool) -> Result<(DumpRecord, bool)> {
         new_dump.validate()?;
         let id = new_dump.dump_id();
         let jobs = new_dump
@@ -277,6 +283,11 @@ impl Catalog for SqliteCatalog {
             }
         })?;
         let registered_at_unix = unix_now();
+        let initial_status = if queue {
+            DumpStatusKind::Queued
+        } else {
+            DumpStatusKind::Uploaded
+        };
         self.with_connection(move |connection| {
             // Immediate: the insert and the read-back see the same state even with another
             // process writing the file.
@@ -287,8 +298,8 @@ impl Catalog for SqliteCatalog {
                 .execute(
                     "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, \
                      labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
-                     registered_at_unix) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                     registered_at_unix, object_key) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
                      ON CONFLICT (dump_id) DO NOTHING",
                     params![
                         id.as_str(),
@@ -305,11 +316,20 @@ impl Catalog for SqliteCatalog {
                         new_dump.content_sha256,
                         gc_count,
                         rss_bytes,
-                        DumpStatusKind::Uploaded.as_str(),
+                        initial_status.as_str(),
                         registered_at_unix,
+                        new_dump.object_key,
                     ],
                 )
                 .map_err(sqlite_error(format!("failed to register dump {id}")))?;
+            if queue && inserted == 0 {
+                transaction
+                    .execute(
+                        "UPDATE dumps SET status = 'queued' WHERE dump_id = ?1 AND status = 'uploaded'",
+                        params![id.as_str()],
+                    )
+                    .map_err(sqlite_error(format!("failed to enqueue dump {id}")))?;
+            }
             let record = select_dump(&transaction, &id)?.ok_or_else(|| {
                 CatalogError::internal_message(format!("dump {id} vanished while it was registered"))
             })?;
@@ -317,6 +337,17 @@ impl Catalog for SqliteCatalog {
             Ok((record, inserted == 1))
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+        self.register(new_dump, false).await
+    }
+
+    async fn register_and_enqueue(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+        self.register(new_dump, true).await
     }
 
     async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord> {

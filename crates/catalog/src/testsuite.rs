@@ -68,6 +68,9 @@ pub fn sample_dump(
         content_sha256: content_hash(&format!("{tenant}/{host}/{pid}/{instance}/{taken_at_unix}")),
         gc_count: Some(42),
         rss_bytes: Some(200 << 20),
+        object_key: Some(format!(
+            "dumps/{tenant}/{host}/{pid}-{instance}/{taken_at_unix}.dump"
+        )),
     }
 }
 
@@ -117,6 +120,7 @@ pub async fn test_catalog_register_dump_returns_the_record(catalog: &dyn Catalog
     assert_eq!(record.content_sha256, new_dump.content_sha256);
     assert_eq!(record.gc_count, None);
     assert_eq!(record.rss_bytes, new_dump.rss_bytes);
+    assert_eq!(record.object_key, new_dump.object_key);
     assert_eq!(record.status, DumpStatus::Uploaded);
     assert_eq!(
         (record.attempts, record.objects, record.bad_lines),
@@ -1001,10 +1005,60 @@ where
     assert_eq!(processes.len(), 1);
 }
 
+/// `register_and_enqueue` creates a dump queued, queues one that was only registered, and
+/// leaves any later state alone; the queued dump is claimable at once.
+pub async fn test_catalog_register_and_enqueue_queues_once(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("register-queue");
+    let fresh = sample_dump(&tenant, "web-1", 1, "a", 1_700_000_000);
+    let (record, created) = catalog
+        .register_and_enqueue(fresh.clone())
+        .await
+        .expect("register and enqueue");
+    assert!(created);
+    assert_eq!(record.status, DumpStatus::Queued);
+    assert_eq!(record.object_key, fresh.object_key);
+    let (again, created_again) = catalog
+        .register_and_enqueue(fresh.clone())
+        .await
+        .expect("register and enqueue again");
+    assert!(!created_again);
+    assert_eq!(again, record, "a second upload changes nothing");
+
+    let uploaded = sample_dump(&tenant, "web-1", 2, "a", 1_700_000_000);
+    let id = register(catalog, uploaded.clone()).await;
+    let (queued, created) = catalog
+        .register_and_enqueue(uploaded)
+        .await
+        .expect("queue an uploaded dump");
+    assert!(!created);
+    assert_eq!((queued.id.clone(), queued.status), (id, DumpStatus::Queued));
+
+    let job = catalog
+        .claim_job(
+            "register-queue-worker",
+            Duration::from_secs(60),
+            Some(&tenant),
+        )
+        .await
+        .expect("claim")
+        .expect("a queued dump is claimable");
+    assert_eq!(job.dump.id, record.id, "the oldest registration first");
+    catalog
+        .fail_job(&job.dump.id, &job.worker, "bad dump", 1)
+        .await
+        .expect("fail");
+    let (failed, _) = catalog
+        .register_and_enqueue(fresh)
+        .await
+        .expect("re-upload a failed dump");
+    assert_eq!(failed.status.failure_reason(), Some("bad dump"));
+}
+
 /// Runs every backend-independent behaviour against `catalog`.
 pub async fn run_catalog_test_suite(catalog: &dyn Catalog) {
     test_catalog_register_dump_returns_the_record(catalog).await;
     test_catalog_register_dump_is_idempotent(catalog).await;
+    test_catalog_register_and_enqueue_queues_once(catalog).await;
     test_catalog_register_dump_rejects_invalid_input(catalog).await;
     test_catalog_unknown_dump_is_not_found(catalog).await;
     test_catalog_list_dumps_orders_by_process_and_time(catalog).await;
