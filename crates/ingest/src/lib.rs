@@ -284,6 +284,7 @@ mod tests {
             content_sha256: String::new(),
             gc_count: None,
             rss_bytes: None,
+            object_key: None,
         }
     }
 

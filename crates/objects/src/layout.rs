@@ -1,4 +1,5 @@
-//! The key layout of dump files: `<prefix>/dumps/<tenant>/<host>/<pid>-<instance>/<dump_id>.dump[.gz]`.
+//! The key layout of dump files: `<prefix>/dumps/<tenant>/<host>/<pid>-<instance>/<dump_id>.dump[.gz]`
+//! (`<pid>-` when the instance is unknown).
 //! The only place object keys are built; every component is validated, never trusted.
 
 use object_store::path::Path;
@@ -55,7 +56,12 @@ impl DumpKey<'_> {
     pub fn path(&self, prefix: &Path) -> Result<Path> {
         let tenant = checked_part("tenant", self.tenant)?;
         let host = checked_part("host", self.host)?;
-        let instance = checked_part("instance", self.instance)?;
+        // The catalog allows an unknown (empty) instance; `<pid>-` still names one directory.
+        let instance = if self.instance.is_empty() {
+            ""
+        } else {
+            checked_part("instance", self.instance)?
+        };
         let dump_id = checked_part("dump id", self.dump_id)?;
         let process = format!("{}-{instance}", self.pid);
         let file = format!("{dump_id}{}", self.compression.suffix());
@@ -166,6 +172,9 @@ mod tests {
         ];
         for value in nasty {
             for component in ["tenant", "host", "instance", "dump id"] {
+                if component == "instance" && value.is_empty() {
+                    continue; // An unknown instance is allowed: see the test below.
+                }
                 let mut key = sample_key();
                 match component {
                     "tenant" => key.tenant = value,
@@ -181,6 +190,17 @@ mod tests {
             }
             assert!(dumps_prefix(&Path::default(), value).is_err(), "{value:?}");
         }
+    }
+
+    #[test]
+    fn test_dump_key_path_accepts_an_unknown_instance() {
+        let key = DumpKey {
+            instance: "",
+            ..sample_key()
+        };
+        let path = key.path(&Path::default()).unwrap();
+        let parts: Vec<_> = path.parts().map(|part| part.as_ref().to_owned()).collect();
+        assert_eq!(parts[3], format!("{}-", key.pid));
     }
 
     #[test]

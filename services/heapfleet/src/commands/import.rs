@@ -219,6 +219,7 @@ fn new_dump_for(
         content_sha256: String::new(),
         gc_count: None,
         rss_bytes: None,
+        object_key: None,
     })
 }
 
