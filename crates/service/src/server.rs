@@ -1,0 +1,87 @@
+//! Starting and stopping a gRPC server the same way in every heapfleet binary.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::server::HealthReporter;
+use tracing_subscriber::EnvFilter;
+
+use crate::health;
+
+/// A server's routes with grpc.health.v1 and reflection already added, and the reporter that
+/// sets the health statuses (all NOT_SERVING until set).
+pub struct ServerParts {
+    /// Add the server's own services here.
+    pub routes: RoutesBuilder,
+    /// Sets health statuses.
+    pub reporter: HealthReporter,
+}
+
+/// Builds the routes every server starts from.
+pub fn server_parts() -> anyhow::Result<ServerParts> {
+    let (reporter, health_server) = health::health_service();
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_server);
+    routes.add_service(health::reflection_service()?);
+    Ok(ServerParts { routes, reporter })
+}
+
+/// Binds `address`, failing with a message that names it.
+pub async fn bind(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then lets in-flight calls finish.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "listening");
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .context("the gRPC server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs a server binary's `main`: logging to stderr (`RUST_LOG`, default `info`), a tokio
+/// runtime, and any error printed on one line with a failing exit code.
+pub fn run_main<F, Fut>(main: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+        .and_then(|runtime| runtime.block_on(main()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            #[allow(clippy::print_stderr)] // The one place a server's fatal error is shown.
+            {
+                eprintln!("error: {error:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The gateway: the one way dumps enter the distributed stack.
+//!
+//! [`Gateway`] serves `heapfleet.ingest.v1.IngestService`. An upload streams into object
+//! storage as a multipart upload while its size and SHA-256 are checked; only when the bytes
+//! match what the metadata announced is the upload completed (the object appears atomically),
+//! synced where the store does not sync itself, registered in the catalog and queued for
+//! ingest in one transaction. Then, and only then, the client gets its dump id. A failed upload
+//! is aborted: no object, no catalog row.
+
+#![warn(missing_docs)]
+
+mod config;
+mod metadata;
+mod service;
+
+pub use config::{DEFAULT_LISTEN, GatewayArgs, GatewayConfig, GatewayFile, Limits, LimitsFile};
+pub use metadata::check_metadata;
+pub use service::{Gateway, INGEST_SERVICE_NAME};
+
+use std::future::Future;
+
+use heapfleet_service::backends::{Objects, open_catalog};
+use heapfleet_service::{health, server};
+
+/// Opens the gateway's backends from `config`.
+pub async fn open(config: &GatewayConfig) -> anyhow::Result<Gateway> {
+    let catalog = open_catalog(&config.catalog).await?;
+    let objects = Objects::open(&config.objects, &config.s3)?;
+    Ok(Gateway::new(
+        config.tenant.clone(),
+        catalog,
+        objects,
+        config.limits.clone(),
+    ))
+}
+
+/// Runs the gateway server until `shutdown` resolves: the ingest service, health (SERVING while
+/// the catalog and object store answer) and reflection.
+pub async fn run(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let gateway = open(&config).await?;
+    let listener = server::bind(config.listen).await?;
+    let mut parts = server::server_parts()?;
+    let probes = vec![
+        (
+            "catalog".to_owned(),
+            health::catalog_probe(gateway.catalog()),
+        ),
+        (
+            "objects".to_owned(),
+            health::objects_probe(gateway.objects()),
+        ),
+    ];
+    let watcher = tokio::spawn(health::watch_backends(
+        parts.reporter.clone(),
+        vec![INGEST_SERVICE_NAME.to_owned()],
+        probes,
+    ));
+    parts.routes.add_service(gateway.into_server());
+    let result = server::serve(listener, parts.routes.routes(), shutdown).await;
+    watcher.abort();
+    result
+}

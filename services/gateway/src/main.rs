@@ -1,0 +1,25 @@
+//! `heapfleet-gateway`: the gRPC gateway of the distributed stack.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use heapfleet_gateway::GatewayArgs;
+
+/// Receives heap dumps over gRPC (heapfleet.ingest.v1), stores them in object storage and
+/// queues their ingest in the catalog.
+///
+/// Settings come from --config FILE (TOML), then HEAPFLEET_* variables, then flags.
+#[derive(Debug, Parser)]
+#[command(name = "heapfleet-gateway", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+fn main() -> ExitCode {
+    heapfleet_service::run_main(|| async {
+        let cli = Cli::parse();
+        let config = cli.gateway.resolve()?;
+        heapfleet_gateway::run(config, heapfleet_service::shutdown::signal()).await
+    })
+}

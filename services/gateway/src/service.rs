@@ -1,0 +1,327 @@
+//! `heapfleet.ingest.v1.IngestService` on the catalog and object-store backends.
+
+use std::sync::Arc;
+
+use heapfleet_catalog::{Catalog, DumpFilter, DumpId, NewDump};
+use heapfleet_objects::object_store::path::Path as ObjectPath;
+use heapfleet_objects::object_store::{ObjectStoreExt, WriteMultipart};
+use heapfleet_objects::{DumpCompression, DumpKey, dumps_prefix};
+use heapfleet_proto::ingest::v1 as pb;
+use heapfleet_proto::ingest::v1::ingest_service_server::{IngestService, IngestServiceServer};
+use heapfleet_service::backends::Objects;
+use heapfleet_service::convert::{dump_to_proto, kind_of};
+use heapfleet_service::status;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{Limits, check_metadata};
+
+/// The full gRPC name of the service, for health statuses.
+pub const INGEST_SERVICE_NAME: &str = "heapfleet.ingest.v1.IngestService";
+
+/// Parts of an upload written to object storage at once, each [`PART_BYTES`] long: bounds
+/// the gateway's memory per upload to about `PARTS_IN_FLIGHT * PART_BYTES`.
+const PARTS_IN_FLIGHT: usize = 4;
+/// The size of one multipart part (S3 requires at least 5 MiB for all but the last).
+const PART_BYTES: usize = 8 << 20;
+
+/// The gateway's ingest service.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    tenant: String,
+    catalog: Arc<dyn Catalog>,
+    objects: Objects,
+    limits: Limits,
+}
+
+impl Gateway {
+    /// A gateway for `tenant`'s uploads on these backends.
+    pub fn new(
+        tenant: impl Into<String>,
+        catalog: Arc<dyn Catalog>,
+        objects: Objects,
+        limits: Limits,
+    ) -> Gateway {
+        Gateway {
+            tenant: tenant.into(),
+            catalog,
+            objects,
+            limits,
+        }
+    }
+
+    /// The catalog this gateway registers dumps in.
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
+    /// The object store this gateway writes dump files to.
+    pub fn objects(&self) -> Objects {
+        self.objects.clone()
+    }
+
+    /// The gRPC service, with the message size limit applied.
+    pub fn into_server(self) -> IngestServiceServer<Gateway> {
+        let max_message_bytes = self.limits.max_message_bytes;
+        IngestServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    /// Registers a durable dump file and queues its ingest, in one catalog transaction.
+    async fn register(
+        &self,
+        mut new_dump: NewDump,
+        key: &ObjectPath,
+    ) -> Result<(pb::Dump, bool), Status> {
+        new_dump.object_key = Some(key.to_string());
+        let (record, created) = self
+            .catalog
+            .register_and_enqueue(new_dump)
+            .await
+            .map_err(|error| status::from_catalog(&error))?;
+        if created {
+            tracing::info!(dump = %record.id, key = %key, size = record.size_bytes, "dump registered and queued");
+        }
+        Ok((dump_to_proto(&record), created))
+    }
+
+    /// Receives the chunks of an upload into a multipart write at `key`, checking the size and
+    /// hash; completes the write only when both match.
+    async fn receive(
+        &self,
+        stream: &mut Streaming<pb::UploadDumpRequest>,
+        new_dump: &NewDump,
+        key: &ObjectPath,
+    ) -> Result<(), Status> {
+        let upload = self
+            .objects
+            .store
+            .put_multipart(key)
+            .await
+            .map_err(|error| status::from_object_store("cannot start the upload", &error))?;
+        let mut write = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let expected = new_dump.size_bytes;
+        let mut received: u64 = 0;
+        let mut hasher = Sha256::new();
+        let outcome: Result<(), Status> = async {
+            loop {
+                let message = stream.message().await?;
+                let Some(message) = message else { break };
+                let chunk = match message.part {
+                    Some(pb::upload_dump_request::Part::Chunk(chunk)) => chunk,
+                    Some(pb::upload_dump_request::Part::Metadata(_)) => {
+                        return Err(Status::invalid_argument(
+                            "metadata may only be sent in the first message",
+                        ));
+                    }
+                    None => continue,
+                };
+                received += chunk.len() as u64;
+                if received > expected {
+                    return Err(Status::invalid_argument(format!(
+                        "the upload sent more than the {expected} bytes its metadata announced"
+                    )));
+                }
+                hasher.update(&chunk);
+                write
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|error| status::from_object_store("cannot store the upload", &error))?;
+                write.put(chunk);
+            }
+            if received != expected {
+                return Err(Status::invalid_argument(format!(
+                    "the upload ended after {received} of the {expected} bytes its metadata announced (truncated stream)"
+                )));
+            }
+            let digest = hasher.finalize_reset();
+            let actual: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            if actual != new_dump.content_sha256 {
+                return Err(Status::invalid_argument(format!(
+                    "the upload's SHA-256 is {actual}, not the {} its metadata announced",
+                    new_dump.content_sha256
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                write.finish().await.map_err(|error| {
+                    status::from_object_store("cannot complete the upload", &error)
+                })?;
+                self.objects.sync(key).await.map_err(|error| {
+                    Status::unavailable(format!("cannot sync the stored dump to disk: {error}"))
+                })?;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(abort_error) = write.abort().await {
+                    tracing::warn!(key = %key, error = %abort_error, "cannot abort a failed upload");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl IngestService for Gateway {
+    async fn upload_dump(
+        &self,
+        request: Request<Streaming<pb::UploadDumpRequest>>,
+    ) -> Result<Response<pb::UploadDumpResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the upload sent no message"))?;
+        let Some(pb::upload_dump_request::Part::Metadata(metadata)) = first.part else {
+            return Err(Status::invalid_argument(
+                "the first message of an upload must carry the dump's metadata",
+            ));
+        };
+        let new_dump = check_metadata(&self.tenant, &metadata, &self.limits)?;
+        let id = new_dump.dump_id();
+        // The same content from the same process again: the stored dump is that content (its
+        // hash was checked at its upload), so there is nothing more to receive.
+        if self.catalog.get_dump(&id).await.is_ok() {
+            let key = self.key_for(&new_dump, &id, &metadata)?;
+            let (dump, created) = self.register(new_dump, &key).await?;
+            return Ok(Response::new(pb::UploadDumpResponse {
+                dump: Some(dump),
+                created,
+            }));
+        }
+        let key = self.key_for(&new_dump, &id, &metadata)?;
+        let started = std::time::Instant::now();
+        self.receive(&mut stream, &new_dump, &key).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            dump = %id,
+            bytes = new_dump.size_bytes,
+            mb_per_second = new_dump.size_bytes as f64 / 1e6 / seconds.max(1e-9),
+            "upload stored"
+        );
+        let (dump, created) = self.register(new_dump, &key).await?;
+        Ok(Response::new(pb::UploadDumpResponse {
+            dump: Some(dump),
+            created,
+        }))
+    }
+
+    async fn register_dump(
+        &self,
+        request: Request<pb::RegisterDumpRequest>,
+    ) -> Result<Response<pb::RegisterDumpResponse>, Status> {
+        let request = request.into_inner();
+        let metadata = request
+            .metadata
+            .ok_or_else(|| Status::invalid_argument("metadata is required"))?;
+        let new_dump = check_metadata(&self.tenant, &metadata, &self.limits)?;
+        let key = ObjectPath::parse(&request.object_key).map_err(|error| {
+            Status::invalid_argument(format!(
+                "object_key {:?} is not a valid key: {error}",
+                request.object_key
+            ))
+        })?;
+        let tenant_prefix = dumps_prefix(&self.objects.prefix, &self.tenant)
+            .map_err(|error| status::from_objects(&error))?;
+        if !key.prefix_matches(&tenant_prefix) {
+            return Err(Status::invalid_argument(format!(
+                "object_key {key} is not under this tenant's dumps ({tenant_prefix}/)"
+            )));
+        }
+        let size =
+            self.objects.size(&key).await.map_err(|error| {
+                status::from_object_store(&format!("cannot read {key}"), &error)
+            })?;
+        if size != new_dump.size_bytes {
+            return Err(Status::invalid_argument(format!(
+                "{key} is {size} bytes, not the {} the metadata says",
+                new_dump.size_bytes
+            )));
+        }
+        let (dump, created) = self.register(new_dump, &key).await?;
+        Ok(Response::new(pb::RegisterDumpResponse {
+            dump: Some(dump),
+            created,
+        }))
+    }
+
+    async fn get_dump(
+        &self,
+        request: Request<pb::GetDumpRequest>,
+    ) -> Result<Response<pb::Dump>, Status> {
+        let id: DumpId = request
+            .into_inner()
+            .dump_id
+            .parse()
+            .map_err(|error| status::from_catalog(&error))?;
+        let record = self
+            .catalog
+            .get_dump(&id)
+            .await
+            .map_err(|error| status::from_catalog(&error))?;
+        if record.process.tenant != self.tenant {
+            return Err(Status::not_found(format!("dump {id} not found")));
+        }
+        Ok(Response::new(dump_to_proto(&record)))
+    }
+
+    async fn list_dumps(
+        &self,
+        request: Request<pb::ListDumpsRequest>,
+    ) -> Result<Response<pb::ListDumpsResponse>, Status> {
+        let request = request.into_inner();
+        let non_empty = |text: String| (!text.is_empty()).then_some(text);
+        let state = pb::DumpState::try_from(request.state)
+            .map_err(|_| Status::invalid_argument(format!("unknown state {}", request.state)))?;
+        let filter = DumpFilter {
+            tenant: self.tenant.clone(),
+            host: non_empty(request.host),
+            pid: request.pid,
+            instance: non_empty(request.instance),
+            role: non_empty(request.role),
+            labels: request.labels.into_iter().collect(),
+            taken_after: request.taken_after_unix,
+            taken_before: request.taken_before_unix,
+            status: kind_of(state),
+        };
+        let records = self
+            .catalog
+            .list_dumps(&filter)
+            .await
+            .map_err(|error| status::from_catalog(&error))?;
+        Ok(Response::new(pb::ListDumpsResponse {
+            dumps: records.iter().map(dump_to_proto).collect(),
+        }))
+    }
+}
+
+impl Gateway {
+    /// The object key of an upload, from the layout every dump file follows.
+    fn key_for(
+        &self,
+        new_dump: &NewDump,
+        id: &DumpId,
+        metadata: &pb::DumpMetadata,
+    ) -> Result<ObjectPath, Status> {
+        let compression = if metadata.content_encoding == pb::ContentEncoding::Gzip as i32 {
+            DumpCompression::Gzip
+        } else {
+            DumpCompression::None
+        };
+        DumpKey {
+            tenant: &new_dump.process.tenant,
+            host: &new_dump.process.host,
+            pid: new_dump.process.pid,
+            instance: &new_dump.process.instance,
+            dump_id: id.as_str(),
+            compression,
+        }
+        .path(&self.objects.prefix)
+        .map_err(|error| status::from_objects(&error))
+    }
+}
