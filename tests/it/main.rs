@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod deploy;
 mod heapy_differential;
 mod object_storage;
 mod postgres_catalog;
