@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 mod config;
 mod metadata;
 mod service;
@@ -42,6 +43,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let gateway = open(&config).await?;
     let listener = server::bind(config.listen).await?;
+    serve(gateway, listener, shutdown).await
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, with health and reflection.
+pub async fn serve(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let mut parts = server::server_parts()?;
     let probes = vec![
         (

@@ -137,7 +137,8 @@ mod tests {
             max_dump_bytes: 1000,
             ..Limits::default()
         };
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::DumpMetadata)>, tonic::Code)> = vec![
+        type Mutation = Box<dyn Fn(&mut pb::DumpMetadata)>;
+        let cases: Vec<(&str, Mutation, tonic::Code)> = vec![
             (
                 "host",
                 Box::new(|m| m.host.clear()),

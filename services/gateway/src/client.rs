@@ -1,0 +1,99 @@
+//! The client side of an upload: what `heapfleet upload` and the agent call.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::StreamExt;
+use heapfleet_proto::ingest::v1 as pb;
+use heapfleet_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use tokio::io::AsyncReadExt;
+use tonic::transport::Channel;
+
+/// Bytes per upload message: well under the gateway's message limit, large enough that the
+/// per-message overhead does not matter.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Called with the number of bytes just sent (for progress bars).
+pub type SendProgress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Connects to a gateway (`http://host:port`), failing with a message that names it.
+pub async fn connect(url: &str) -> anyhow::Result<IngestServiceClient<Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{url:?} is not a server URL (expected http://host:port)"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the heapfleet server at {url}"))?;
+    Ok(IngestServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(CHUNK_BYTES + 4096))
+}
+
+/// Uploads the dump file at `path` with `metadata` (its size, hash and encoding are filled in
+/// here: the file is read once to hash it, then streamed in [`CHUNK_BYTES`] messages).
+pub async fn upload_file(
+    client: &mut IngestServiceClient<Channel>,
+    path: &Path,
+    mut metadata: pb::DumpMetadata,
+    progress: Option<SendProgress>,
+) -> anyhow::Result<pb::UploadDumpResponse> {
+    let hash_path = path.to_path_buf();
+    let (size, sha256) =
+        tokio::task::spawn_blocking(move || heapfleet_ingest::file_size_and_sha256(&hash_path))
+            .await??;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut magic = [0u8; 2];
+    let gzip = file.read_exact(&mut magic).await.is_ok() && magic == [0x1f, 0x8b];
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    metadata.size_bytes = size;
+    metadata.sha256 = sha256;
+    metadata.content_encoding = if gzip {
+        pb::ContentEncoding::Gzip
+    } else {
+        pb::ContentEncoding::Plain
+    } as i32;
+    if metadata.file_name.is_empty() {
+        metadata.file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    let first = pb::UploadDumpRequest {
+        part: Some(pb::upload_dump_request::Part::Metadata(metadata)),
+    };
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK_BYTES)
+        .take_while(|read| {
+            // A read error ends the stream early; the gateway then refuses the truncated upload
+            // and the error is reported below from the file itself.
+            let ok = read.is_ok();
+            async move { ok }
+        })
+        .filter_map(move |read| {
+            let progress = progress.clone();
+            async move {
+                let bytes = read.ok()?;
+                if let Some(progress) = &progress {
+                    progress(bytes.len() as u64);
+                }
+                Some(pb::UploadDumpRequest {
+                    part: Some(pb::upload_dump_request::Part::Chunk(bytes)),
+                })
+            }
+        });
+    let requests = futures::stream::iter([first]).chain(chunks);
+    let response = client
+        .upload_dump(requests)
+        .await
+        .map_err(|status| anyhow::anyhow!("{}: {}", code_name(status.code()), status.message()))
+        .with_context(|| format!("upload of {} refused", path.display()))?;
+    Ok(response.into_inner())
+}
+
+/// A gRPC code as people read it in error messages.
+pub fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+}

@@ -1,0 +1,79 @@
+//! The ingest worker of the distributed stack; run as many replicas as the queue needs.
+//!
+//! Each worker claims a queued dump from the catalog with a lease (PostgreSQL:
+//! `FOR UPDATE SKIP LOCKED`, so workers never take the same job), renews the lease every third
+//! of its length while it works, streams the dump file from object storage through the parser
+//! (never whole in memory) and writes the aggregates and object index through the store trait,
+//! keyed by dump id so a repeated ingest overwrites instead of adding. Then it completes the
+//! job. A worker that dies stops renewing; when its lease expires another worker claims the
+//! job. A failure is retried up to `max_attempts` times, except failures no retry can fix (no
+//! heap objects, too large), which fail the dump at once. On SIGTERM a worker stops claiming,
+//! lets its running jobs finish within a grace period and gives back the rest.
+
+#![warn(missing_docs)]
+
+mod config;
+mod worker;
+
+use std::future::Future;
+
+pub use config::{
+    DEFAULT_LISTEN, IngesterArgs, IngesterConfig, IngesterFile, WorkerSettings, default_worker_name,
+};
+use heapfleet_service::backends::{Objects, open_catalog, open_store};
+use heapfleet_service::{health, server};
+use tokio_util::sync::CancellationToken;
+pub use worker::Ingester;
+
+/// Opens the ingester's backends from `config`.
+pub async fn open(config: &IngesterConfig) -> anyhow::Result<Ingester> {
+    let catalog = open_catalog(&config.catalog).await?;
+    let store = open_store(&config.store).await?;
+    let objects = Objects::open(&config.objects, &config.s3)?;
+    Ok(Ingester::new(
+        catalog,
+        store,
+        objects,
+        config.worker.clone(),
+    ))
+}
+
+/// Runs the workers and the health endpoint until `shutdown` resolves, then stops claiming and
+/// waits for the running jobs to finish or be given back.
+pub async fn run(
+    config: IngesterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ingester = open(&config).await?;
+    let listener = server::bind(config.listen).await?;
+    let parts = server::server_parts()?;
+    let probes = vec![
+        (
+            "catalog".to_owned(),
+            health::catalog_probe(ingester.catalog()),
+        ),
+        ("store".to_owned(), health::store_probe(ingester.store())),
+        (
+            "objects".to_owned(),
+            health::objects_probe(ingester.objects()),
+        ),
+    ];
+    let watcher = tokio::spawn(health::watch_backends(
+        parts.reporter.clone(),
+        Vec::new(),
+        probes,
+    ));
+    let stop = CancellationToken::new();
+    let workers = tokio::spawn(ingester.run(stop.clone()));
+    let server_stop = stop.clone();
+    let server = tokio::spawn(server::serve(listener, parts.routes.routes(), async move {
+        server_stop.cancelled().await
+    }));
+    shutdown.await;
+    stop.cancel();
+    let workers_result = workers.await;
+    watcher.abort();
+    server.await??;
+    workers_result?;
+    Ok(())
+}
