@@ -4,6 +4,9 @@
 //! starts. Each test uses its own tenant, object prefix and keyspace rows, so tests share the
 //! servers without seeing each other's dumps.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
