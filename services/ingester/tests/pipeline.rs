@@ -429,7 +429,7 @@ async fn test_killed_ingester_job_is_finished_by_another_without_double_counts()
     let second = IngesterProcess::start(&servers, &gateway, &tenant, "second");
     wait_ready(
         gateway.catalog.as_ref(),
-        &[id.clone()],
+        std::slice::from_ref(&id),
         Duration::from_secs(120),
         &|| format!("{}\n---\n{}", first.log(), second.log()),
     )
