@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 /// Every API file; imports resolve against the repository's `proto/` directory.
-const PROTO_FILES: &[&str] = &["heapfleet/ingest/v1/ingest.proto"];
+const PROTO_FILES: &[&str] = &[
+    "heapfleet/ingest/v1/ingest.proto",
+    "heapfleet/query/v1/query.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

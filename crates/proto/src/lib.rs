@@ -11,5 +11,13 @@ pub mod ingest {
     }
 }
 
+/// `heapfleet.query.v1`: what the ingested dumps reveal.
+pub mod query {
+    /// Version 1 of the query API.
+    pub mod v1 {
+        tonic::include_proto!("heapfleet.query.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every heapfleet package, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("heapfleet_descriptor");

@@ -9,8 +9,10 @@ use crate::output::Format;
 /// Find what is leaking across a fleet of Ruby processes, from their `ObjectSpace.dump_all`
 /// heap dumps.
 ///
-/// Everything runs in this one process on a local data directory (no servers needed): import
-/// dumps, list them, look inside one, and diff several dumps of one process.
+/// By default everything runs in this one process on a local data directory (no servers
+/// needed): import dumps, list them, look inside one, and diff several dumps of one process.
+/// With --server URL the read commands (dumps, show, diff) ask a heapfleet server instead, and
+/// `upload` sends dumps to one; `serve` runs a whole server on the data directory.
 #[derive(Debug, Parser)]
 #[command(
     name = "heapfleet",
@@ -27,6 +29,11 @@ pub(crate) struct Cli {
         default_value = "heapfleet-data"
     )]
     pub(crate) data_dir: PathBuf,
+
+    /// A heapfleet server to use instead of the data directory: `heapfleet serve`, or the
+    /// distributed stack's query service (dumps, show, diff) or gateway (upload).
+    #[arg(long, global = true, env = "HEAPFLEET_SERVER", value_name = "URL")]
+    pub(crate) server: Option<String>,
 
     /// Output for people (table) or for scripts (json).
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
@@ -59,6 +66,72 @@ pub(crate) enum Command {
     Diff(DiffArgs),
     /// Import the example dumps shipped with heapfleet and show what they reveal.
     Demo(DemoArgs),
+    /// Send heap dumps (files or directories) to a heapfleet server, which ingests them.
+    ///
+    /// Needs --server URL (the gateway, or `heapfleet serve`). Pid, time and jobs counter come
+    /// from the file name, as for import. The same content from the same process is stored
+    /// once, however often it is sent. With --wait, waits until every dump is ingested.
+    Upload(UploadArgs),
+    /// Run a heapfleet server on the data directory: the upload API, ingest workers and the
+    /// query API in one process on one port, with the embedded catalog and store.
+    ///
+    /// Point other machines' `heapfleet upload --server` and the read commands' --server at it.
+    /// Stops gracefully on Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UploadArgs {
+    /// Dump files or directories.
+    #[arg(required = true)]
+    pub(crate) paths: Vec<PathBuf>,
+
+    /// Host the dumps came from (default: this machine's hostname).
+    #[arg(long, conflicts_with = "hosts_from_subdirs")]
+    pub(crate) host: Option<String>,
+
+    /// Treat each immediate sub-directory of a given directory as one host's dumps.
+    #[arg(long)]
+    pub(crate) hosts_from_subdirs: bool,
+
+    /// A label for every dump, as key=value (repeatable): app version, region, ...
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
+
+    /// Role of the processes (sidekiq, web, ...).
+    #[arg(long)]
+    pub(crate) role: Option<String>,
+
+    /// Process instance (start time or instance id), to tell apart processes that reused a pid.
+    #[arg(long, default_value = "")]
+    pub(crate) instance: String,
+
+    /// When the dumps were taken (Unix seconds or RFC 3339), for files whose names carry no time.
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) taken_at: Option<i64>,
+
+    /// Wait until every uploaded dump is ingested (ready or failed).
+    #[arg(long)]
+    pub(crate) wait: bool,
+
+    /// With --wait, give up after this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub(crate) wait_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; use 0.0.0.0:7400 to accept other machines.
+    #[arg(long, env = "HEAPFLEET_LISTEN", default_value = "127.0.0.1:7400")]
+    pub(crate) listen: std::net::SocketAddr,
+
+    /// Dumps ingested at once.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) concurrency: usize,
+
+    /// Largest dump accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 30)]
+    pub(crate) max_dump_bytes: u64,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +178,14 @@ pub(crate) struct DumpsArgs {
     /// Only dumps of this pid.
     #[arg(long)]
     pub(crate) pid: Option<u32>,
+
+    /// Only dumps of this role.
+    #[arg(long)]
+    pub(crate) role: Option<String>,
+
+    /// Only dumps with this label, as key=value (repeatable; all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
 }
 
 /// A roll-up dimension for `show --by`.

@@ -1,30 +1,89 @@
 //! One module per command; [`run`] dispatches.
+//!
+//! The read commands (dumps, show, diff) work through `heapfleet_query::Queries`: computed here
+//! from the data directory, or asked of a server with --server. Import and demo write the data
+//! directory; upload sends to a server; serve runs one.
 
 mod demo;
 mod diff;
 mod dumps;
 mod import;
+mod serve;
 mod show;
+mod upload;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
-use crate::local::Local;
+use anyhow::bail;
+use heapfleet_query::{Queries, RemoteQueries, StoreQueries};
 
-/// Runs the command `cli` names against the data directory.
+use crate::cli::{Cli, Command};
+use crate::local::{LOCAL_TENANT, Local};
+
+/// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let local = Local::open(&cli.data_dir).await?;
+    let format = cli.format;
     match cli.command {
-        Command::Import(args) => import::run(&local, args, cli.format).await,
-        Command::Dumps(args) => dumps::run(&local, args, cli.format)
-            .await
-            .map(|()| ExitCode::SUCCESS),
-        Command::Show(args) => show::run(&local, args, cli.format)
-            .await
-            .map(|()| ExitCode::SUCCESS),
-        Command::Diff(args) => diff::run(&local, args, cli.format)
-            .await
-            .map(|()| ExitCode::SUCCESS),
-        Command::Demo(args) => demo::run(&local, args, cli.format).await,
+        Command::Import(args) => {
+            refuse_server(cli.server.as_deref(), "import", "upload")?;
+            import::run(&Local::open(&cli.data_dir).await?, args, format).await
+        }
+        Command::Demo(args) => {
+            refuse_server(cli.server.as_deref(), "demo", "upload")?;
+            demo::run(&Local::open(&cli.data_dir).await?, args, format).await
+        }
+        Command::Serve(args) => {
+            refuse_server(cli.server.as_deref(), "serve", "serve")?;
+            serve::run(&cli.data_dir, args).await
+        }
+        Command::Upload(args) => {
+            let Some(server) = cli.server.as_deref() else {
+                bail!(
+                    "upload needs a server: pass --server URL (or set HEAPFLEET_SERVER); \
+                     to add dumps to the local data directory use `heapfleet import`"
+                );
+            };
+            upload::run(server, args, format).await
+        }
+        Command::Dumps(args) => {
+            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            dumps::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show(args) => {
+            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            show::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff(args) => {
+            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            diff::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The queries of the read commands: a server's with --server, else the data directory's.
+async fn open_queries(
+    server: Option<&str>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Box<dyn Queries>> {
+    Ok(match server {
+        Some(url) => Box::new(RemoteQueries::connect(url).await?),
+        None => {
+            let local = Local::open(data_dir).await?;
+            Box::new(StoreQueries::new(LOCAL_TENANT, local.catalog, local.store))
+        }
+    })
+}
+
+/// Fails for a command that works on the data directory only when --server is given.
+fn refuse_server(server: Option<&str>, command: &str, instead: &str) -> anyhow::Result<()> {
+    if let Some(url) = server {
+        bail!(
+            "`heapfleet {command}` works on the local data directory, not on a server ({url}); \
+             use `heapfleet {instead}` there, or drop --server"
+        );
+    }
+    Ok(())
 }

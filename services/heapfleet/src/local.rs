@@ -1,10 +1,10 @@
-//! The embedded backends in the data directory, and resolving the dump ids people type.
+//! The embedded backends in the data directory.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use heapfleet_catalog::{Catalog, DumpFilter, DumpRecord, SqliteCatalog};
+use anyhow::Context;
+use heapfleet_catalog::{Catalog, SqliteCatalog};
 use heapfleet_storage::{AggregateStore, SqliteStore};
 
 /// The tenant of everything the local commands touch; tenants matter once servers are shared.
@@ -34,26 +34,5 @@ impl Local {
             catalog: Arc::new(catalog),
             store: Arc::new(store),
         })
-    }
-
-    /// Returns the dump whose id is `reference` or starts with it (`d-` may be left out).
-    pub(crate) async fn resolve(&self, reference: &str) -> anyhow::Result<DumpRecord> {
-        let wanted = if reference.starts_with("d-") {
-            reference.to_owned()
-        } else {
-            format!("d-{reference}")
-        };
-        let dumps = self
-            .catalog
-            .list_dumps(&DumpFilter::for_tenant(LOCAL_TENANT))
-            .await?;
-        let mut matches = dumps
-            .into_iter()
-            .filter(|dump| dump.id.as_str().starts_with(&wanted));
-        match (matches.next(), matches.next()) {
-            (Some(dump), None) => Ok(dump),
-            (None, _) => bail!("no dump matches {reference:?} (see `heapfleet dumps`)"),
-            (Some(_), Some(_)) => bail!("{reference:?} matches several dumps; give more of the id"),
-        }
     }
 }

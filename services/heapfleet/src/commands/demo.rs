@@ -7,10 +7,11 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use heapfleet_query::{Queries, StoreQueries};
 
 use crate::cli::{DemoArgs, ImportArgs};
 use crate::commands::{diff, dumps, import};
-use crate::local::Local;
+use crate::local::{LOCAL_TENANT, Local};
 use crate::output::{Format, print_json, print_line};
 
 /// The host the example dumps are filed under.
@@ -49,19 +50,20 @@ pub(crate) async fn run(local: &Local, args: DemoArgs, format: Format) -> anyhow
             failed.error.clone().unwrap_or_default()
         );
     }
-    let mut series = Vec::new();
+    let mut ids = Vec::new();
     for result in &results {
-        let id = result
-            .dump_id
-            .as_deref()
-            .context("imported dump has an id")?;
-        series.push(local.resolve(id).await?);
+        let id = result.dump_id.clone().context("imported dump has an id")?;
+        ids.push(id);
     }
-    let diff_result = diff::diff_dumps(local, &mut series).await?;
+    let queries = StoreQueries::new(LOCAL_TENANT, local.catalog.clone(), local.store.clone());
+    let diff_result = queries.diff(&ids, 0).await?;
+    let series = diff_result.dumps.clone();
     match format {
-        Format::Json => print_json(
-            &serde_json::json!({ "import": summary, "dumps": series, "diff": diff_result }),
-        )?,
+        Format::Json => print_json(&serde_json::json!({
+            "import": summary,
+            "dumps": series,
+            "diff": { "rows": diff_result.rows, "total": diff_result.total },
+        }))?,
         Format::Table => {
             print_line(&format!(
                 "imported {} example dumps of one Ruby process into the data directory\n",
@@ -69,7 +71,9 @@ pub(crate) async fn run(local: &Local, args: DemoArgs, format: Format) -> anyhow
             ))?;
             dumps::print_table(&series)?;
             print_line("")?;
-            diff::print(&series, &diff_result, 10, Format::Table)?;
+            let mut shown = diff_result.clone();
+            shown.rows.truncate(10);
+            diff::print(&shown, Format::Table)?;
             print_line("")?;
             if let Some(truth) = read_truth(&args.dumps) {
                 for (role, what) in [

@@ -1,18 +1,25 @@
 //! `heapfleet dumps`: the catalog as a table.
 
-use heapfleet_catalog::{DumpFilter, DumpRecord};
+use heapfleet_catalog::DumpRecord;
+use heapfleet_query::Queries;
+use heapfleet_query::model::DumpQuery;
 
 use crate::cli::DumpsArgs;
-use crate::local::{LOCAL_TENANT, Local};
 use crate::output::{Format, TableBuilder, bytes, count, print_json, time};
 
-pub(crate) async fn run(local: &Local, args: DumpsArgs, format: Format) -> anyhow::Result<()> {
-    let filter = DumpFilter {
+pub(crate) async fn run(
+    queries: &dyn Queries,
+    args: DumpsArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let query = DumpQuery {
         host: args.host,
         pid: args.pid,
-        ..DumpFilter::for_tenant(LOCAL_TENANT)
+        role: args.role,
+        labels: args.labels.into_iter().collect(),
+        ..DumpQuery::default()
     };
-    let dumps = local.catalog.list_dumps(&filter).await?;
+    let dumps = queries.list_dumps(&query).await?;
     match format {
         Format::Json => print_json(&serde_json::json!({ "dumps": dumps })),
         Format::Table => print_table(&dumps),

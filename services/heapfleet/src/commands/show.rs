@@ -1,18 +1,22 @@
 //! `heapfleet show`: one dump's totals by generation, a roll-up, or one generation's detail.
 
-use heapfleet_analysis::{
-    GenerationFilter, GroupBy, RankBy, RollupRow, Totals, generation_detail, generation_totals,
-    rollup,
-};
+use heapfleet_analysis::{GenerationFilter, GroupBy, RankBy, RollupRow, Totals};
+use heapfleet_query::Queries;
+use heapfleet_query::model::RollupQuery;
 use serde_json::json;
 
 use crate::cli::{ByArg, GenerationArg, RankArg, ShowArgs};
-use crate::local::Local;
 use crate::output::{Format, TableBuilder, bytes, count, print_json, print_line, time};
 
-pub(crate) async fn run(local: &Local, args: ShowArgs, format: Format) -> anyhow::Result<()> {
-    let dump = local.resolve(&args.dump).await?;
-    let aggregates = local.store.get_dump_aggregates(dump.id.as_str()).await?;
+pub(crate) async fn run(
+    queries: &dyn Queries,
+    args: ShowArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let summary = queries.dump_summary(&args.dump).await?;
+    let dump = &summary.dump;
+    // Later queries name the dump by its full id, so a prefix is resolved once.
+    let id = dump.id.to_string();
     let filter = match args.generation {
         None => GenerationFilter::All,
         Some(GenerationArg::Number(generation)) => GenerationFilter::Only(generation),
@@ -35,7 +39,7 @@ pub(crate) async fn run(local: &Local, args: ShowArgs, format: Format) -> anyhow
             bytes(dump.size_bytes),
             count(dump.bad_lines),
         ))?;
-        for bad_line in aggregates.parse.bad_line_samples.iter().take(5) {
+        for bad_line in summary.parse.bad_line_samples.iter().take(5) {
             print_line(&format!("  bad {bad_line}"))?;
         }
     }
@@ -54,7 +58,13 @@ pub(crate) async fn run(local: &Local, args: ShowArgs, format: Format) -> anyhow
             RankArg::Count => RankBy::Count,
             RankArg::References => RankBy::References,
         };
-        let rows = rollup(&aggregates.sites, group_by, filter, rank_by, args.top);
+        let query = RollupQuery {
+            by: group_by,
+            generations: filter,
+            rank: rank_by,
+            top: args.top,
+        };
+        let rows = queries.rollup(&id, query).await?.rows;
         return match format {
             Format::Json => print_json(
                 &json!({ "dump": dump, "by": group_by, "generation": generation_json, "rows": rows }),
@@ -64,12 +74,10 @@ pub(crate) async fn run(local: &Local, args: ShowArgs, format: Format) -> anyhow
     }
 
     if args.generation.is_some() {
-        let detail = generation_detail(
-            &aggregates.sites,
-            &aggregates.duplicated_strings,
-            filter,
-            args.top,
-        );
+        let detail = queries
+            .generation_detail(&id, filter, args.top)
+            .await?
+            .detail;
         return match format {
             Format::Json => print_json(
                 &json!({ "dump": dump, "generation": generation_json, "detail": detail }),
@@ -110,22 +118,22 @@ pub(crate) async fn run(local: &Local, args: ShowArgs, format: Format) -> anyhow
         };
     }
 
-    let (generations, total) = generation_totals(&aggregates.sites);
+    let (generations, total) = (&summary.generations, &summary.total);
     match format {
         Format::Json => print_json(&json!({
             "dump": dump,
             "generations": generations,
             "total": total,
-            "shapes": aggregates.shapes,
-            "roots": aggregates.roots,
-            "parse": aggregates.parse,
+            "shapes": summary.shapes,
+            "roots": summary.roots,
+            "parse": summary.parse,
         })),
         Format::Table => {
             let mut table = TableBuilder::new(
                 &["generation", "objects", "memsize", "bytesize"],
                 &[true, true, true, true],
             );
-            for bucket in &generations {
+            for bucket in generations {
                 table.row(totals_row(
                     bucket
                         .generation
@@ -133,7 +141,7 @@ pub(crate) async fn run(local: &Local, args: ShowArgs, format: Format) -> anyhow
                     &bucket.totals,
                 ));
             }
-            table.row(totals_row("total".to_owned(), &total));
+            table.row(totals_row("total".to_owned(), total));
             table.print("no objects")
         }
     }

@@ -1,0 +1,91 @@
+//! `heapfleet serve`: the gateway, ingest workers and the query service in one process on one
+//! port, on the data directory (embedded catalog and store, dump files under `objects/`).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use heapfleet_gateway::{Gateway, INGEST_SERVICE_NAME, Limits};
+use heapfleet_ingester::{Ingester, WorkerSettings};
+use heapfleet_objects::S3Options;
+use heapfleet_query::{QUERY_SERVICE_NAME, QueryServer, StoreQueries};
+use heapfleet_service::backends::Objects;
+use heapfleet_service::{health, server, shutdown};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+use crate::local::{LOCAL_TENANT, Local};
+use crate::output::print_line;
+
+pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let local = Local::open(data_dir).await?;
+    let objects_dir = data_dir.join("objects");
+    let objects_url = objects_dir
+        .to_str()
+        .context("the data directory's path is not valid UTF-8")?;
+    let objects = Objects::open(objects_url, &S3Options::default())?;
+    let limits = Limits {
+        max_dump_bytes: args.max_dump_bytes,
+        ..Limits::default()
+    };
+    let gateway = Gateway::new(LOCAL_TENANT, local.catalog.clone(), objects.clone(), limits);
+    let settings = WorkerSettings {
+        concurrency: args.concurrency.max(1),
+        poll_interval: std::time::Duration::from_millis(250),
+        ..WorkerSettings::default()
+    };
+    let ingester = Ingester::new(
+        local.catalog.clone(),
+        local.store.clone(),
+        objects.clone(),
+        settings,
+    );
+    let queries = StoreQueries::new(LOCAL_TENANT, local.catalog.clone(), local.store.clone());
+
+    let listener = server::bind(args.listen).await?;
+    let mut parts = server::server_parts()?;
+    let probes = vec![
+        (
+            "catalog".to_owned(),
+            health::catalog_probe(local.catalog.clone()),
+        ),
+        ("store".to_owned(), health::store_probe(local.store.clone())),
+        ("objects".to_owned(), health::objects_probe(objects)),
+    ];
+    let watcher = tokio::spawn(health::watch_backends(
+        parts.reporter.clone(),
+        vec![
+            INGEST_SERVICE_NAME.to_owned(),
+            QUERY_SERVICE_NAME.to_owned(),
+        ],
+        probes,
+    ));
+    parts.routes.add_service(gateway.into_server());
+    parts
+        .routes
+        .add_service(QueryServer::new(queries).into_server());
+
+    let stop = CancellationToken::new();
+    let workers = tokio::spawn(ingester.run(stop.clone()));
+    let address = listener.local_addr()?;
+    print_line(&format!(
+        "heapfleet serving {} on http://{address} (upload and query API; Ctrl-C stops)\n\
+         send dumps with `heapfleet upload --server http://{address} FILE...`",
+        data_dir.display()
+    ))?;
+    let server_stop = stop.clone();
+    let served = server::serve(listener, parts.routes.routes(), async move {
+        tokio::select! {
+            () = shutdown::signal() => server_stop.cancel(),
+            () = server_stop.cancelled() => {}
+        }
+    })
+    .await;
+    stop.cancel();
+    workers
+        .await
+        .context("the ingest workers stopped unexpectedly")?;
+    watcher.abort();
+    served?;
+    Ok(ExitCode::SUCCESS)
+}

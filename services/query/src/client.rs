@@ -1,0 +1,151 @@
+//! [`RemoteQueries`]: the queries asked of a query service over gRPC.
+
+use async_trait::async_trait;
+use heapfleet_analysis::GenerationFilter;
+use heapfleet_catalog::{DumpRecord, ProcessSummary};
+use heapfleet_proto::ingest::v1 as ingest_pb;
+use heapfleet_proto::query::v1 as pb;
+use heapfleet_proto::query::v1::query_service_client::QueryServiceClient;
+use heapfleet_service::convert::{dump_from_proto, state_of};
+use tonic::transport::Channel;
+
+use crate::QueryError;
+use crate::convert;
+use crate::model::{
+    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary, RollupQuery,
+};
+use crate::reader::Queries;
+
+/// A query service at a URL.
+#[derive(Debug, Clone)]
+pub struct RemoteQueries {
+    client: QueryServiceClient<Channel>,
+    url: String,
+}
+
+impl RemoteQueries {
+    /// Connects to the query service at `url` (`http://host:port`).
+    pub async fn connect(url: &str) -> Result<RemoteQueries, QueryError> {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned()).map_err(|_| {
+            QueryError::Invalid(format!(
+                "{url:?} is not a server URL (expected http://host:port)"
+            ))
+        })?;
+        let channel = endpoint.connect().await.map_err(|error| {
+            QueryError::Unavailable(format!(
+                "cannot connect to the heapfleet server at {url}: {}",
+                heapfleet_service::status::error_chain(&error)
+            ))
+        })?;
+        Ok(RemoteQueries {
+            client: QueryServiceClient::new(channel).max_decoding_message_size(64 << 20),
+            url: url.to_owned(),
+        })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[async_trait]
+impl Queries for RemoteQueries {
+    async fn list_processes(&self) -> Result<Vec<ProcessSummary>, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .list_processes(pb::ListProcessesRequest {})
+            .await?
+            .into_inner();
+        // The server's tenant is implicit in every answer.
+        Ok(response
+            .processes
+            .into_iter()
+            .map(|process| convert::process_from("", process))
+            .collect())
+    }
+
+    async fn list_dumps(&self, query: &DumpQuery) -> Result<Vec<DumpRecord>, QueryError> {
+        let request = ingest_pb::ListDumpsRequest {
+            host: query.host.clone().unwrap_or_default(),
+            pid: query.pid,
+            instance: String::new(),
+            role: query.role.clone().unwrap_or_default(),
+            labels: query.labels.clone().into_iter().collect(),
+            taken_after_unix: query.taken_after,
+            taken_before_unix: query.taken_before,
+            state: query
+                .status
+                .map_or(ingest_pb::DumpState::Unspecified, state_of) as i32,
+        };
+        let response = self.client.clone().list_dumps(request).await?.into_inner();
+        response
+            .dumps
+            .into_iter()
+            .map(|dump| {
+                dump_from_proto(dump).map_err(|error| QueryError::Internal(format!("{error:#}")))
+            })
+            .collect()
+    }
+
+    async fn dump_summary(&self, reference: &str) -> Result<DumpSummary, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .dump_summary(pb::DumpSummaryRequest {
+                dump_id: reference.to_owned(),
+            })
+            .await?
+            .into_inner();
+        convert::summary_from(response)
+    }
+
+    async fn rollup(&self, reference: &str, query: RollupQuery) -> Result<DumpRollup, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .rollup(pb::RollupRequest {
+                dump_id: reference.to_owned(),
+                by: convert::group_by_to(query.by) as i32,
+                generations: Some(convert::generations_to(query.generations)),
+                rank: convert::rank_to(query.rank) as i32,
+                top: u32::try_from(query.top).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::rollup_from(response)
+    }
+
+    async fn generation_detail(
+        &self,
+        reference: &str,
+        generations: GenerationFilter,
+        top: usize,
+    ) -> Result<DumpGenerationDetail, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .generation_detail(pb::GenerationDetailRequest {
+                dump_id: reference.to_owned(),
+                generations: Some(convert::generations_to(generations)),
+                top: u32::try_from(top).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::detail_from(response)
+    }
+
+    async fn diff(&self, references: &[String], top: usize) -> Result<DumpDiff, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .diff_dumps(pb::DiffDumpsRequest {
+                dump_ids: references.to_vec(),
+                top: u32::try_from(top).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::diff_from(response)
+    }
+}

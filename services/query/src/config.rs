@@ -1,0 +1,118 @@
+//! The query service's configuration: a TOML file (`--config`), `HEAPFLEET_*` variables and
+//! flags, later ones overriding earlier ones (see `heapfleet_service::config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use heapfleet_service::config::{pick, read_file};
+
+/// The default listen address of the query service.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7402";
+
+/// The query service's settings, resolved and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryConfig {
+    /// Where the gRPC server listens.
+    pub listen: SocketAddr,
+    /// The tenant whose dumps are read.
+    pub tenant: String,
+    /// The catalog URL.
+    pub catalog: String,
+    /// The aggregate store URL.
+    pub store: String,
+}
+
+/// The query service's flags; each also reads a `HEAPFLEET_*` variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct QueryArgs {
+    /// A TOML config file (see deploy/config/query.toml); flags and variables override it.
+    #[arg(long, env = "HEAPFLEET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:7402].
+    #[arg(long, env = "HEAPFLEET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Tenant whose dumps are read [default: default].
+    #[arg(long, env = "HEAPFLEET_TENANT")]
+    pub tenant: Option<String>,
+    /// Catalog: postgres://user:password@host/db, or a directory [default: heapfleet-data].
+    #[arg(long, env = "HEAPFLEET_CATALOG")]
+    pub catalog: Option<String>,
+    /// Aggregate store: scylla://host:9042/keyspace, or a directory [default: heapfleet-data].
+    #[arg(long, env = "HEAPFLEET_STORE")]
+    pub store: Option<String>,
+}
+
+/// The config file's shape.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryFile {
+    /// See [`QueryArgs::listen`].
+    pub listen: Option<SocketAddr>,
+    /// See [`QueryArgs::tenant`].
+    pub tenant: Option<String>,
+    /// See [`QueryArgs::catalog`].
+    pub catalog: Option<String>,
+    /// See [`QueryArgs::store`].
+    pub store: Option<String>,
+}
+
+impl QueryArgs {
+    /// Reads the config file, if any, and resolves every setting.
+    pub fn resolve(&self) -> anyhow::Result<QueryConfig> {
+        let file: QueryFile = match &self.config {
+            Some(path) => read_file(path)?,
+            None => QueryFile::default(),
+        };
+        self.resolve_with(file)
+    }
+
+    /// Resolves every setting against an already parsed file.
+    pub fn resolve_with(&self, file: QueryFile) -> anyhow::Result<QueryConfig> {
+        let listen = match self.listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN.parse()?,
+        };
+        let config = QueryConfig {
+            listen,
+            tenant: pick(self.tenant.clone(), file.tenant, "default".to_owned()),
+            catalog: pick(
+                self.catalog.clone(),
+                file.catalog,
+                "heapfleet-data".to_owned(),
+            ),
+            store: pick(self.store.clone(), file.store, "heapfleet-data".to_owned()),
+        };
+        for (name, value) in [
+            ("tenant", &config.tenant),
+            ("catalog", &config.catalog),
+            ("store", &config.store),
+        ] {
+            if value.is_empty() {
+                bail!("{name} must not be empty");
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use heapfleet_service::config::parse_toml;
+
+    use super::*;
+
+    #[test]
+    fn test_resolve_prefers_flags_over_the_file() {
+        let file: QueryFile = parse_toml("tenant = \"acme\"\nstore = \"memory://\"\n").unwrap();
+        let args = QueryArgs {
+            tenant: Some("other".to_owned()),
+            ..QueryArgs::default()
+        };
+        let config = args.resolve_with(file).unwrap();
+        assert_eq!(config.tenant, "other");
+        assert_eq!(config.store, "memory://");
+        assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert!(parse_toml::<QueryFile>("objects = \"x\"\n").is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! The query answers to and from their API messages, both ways, so the server and the client
+//! agree on every field.
+
+use heapfleet_analysis::{
+    DiffRow, DuplicatedString, GenerationDetail, GenerationFilter, GenerationTotals, GroupBy,
+    RankBy, RollupRow, SiteKey, Totals,
+};
+use heapfleet_catalog::ProcessSummary;
+use heapfleet_proto::query::v1 as pb;
+use heapfleet_service::convert::{dump_from_proto, dump_to_proto};
+
+use crate::QueryError;
+use crate::model::{
+    BadLineSample, DumpDiff, DumpGenerationDetail, DumpRollup, DumpSummary, ParseSummary,
+};
+
+pub(crate) fn totals_to(totals: &Totals) -> pb::Totals {
+    pb::Totals {
+        count: totals.count,
+        memsize: totals.memsize,
+        bytesize: totals.bytesize,
+        references: totals.references,
+    }
+}
+
+pub(crate) fn totals_from(totals: Option<pb::Totals>) -> Totals {
+    let totals = totals.unwrap_or_default();
+    Totals {
+        count: totals.count,
+        memsize: totals.memsize,
+        bytesize: totals.bytesize,
+        references: totals.references,
+    }
+}
+
+pub(crate) fn site_to(site: &SiteKey) -> pb::Site {
+    pb::Site {
+        file: site.file.clone(),
+        line: site.line,
+        r#type: site.object_type.as_str().to_owned(),
+        class_name: site.class_name.clone(),
+    }
+}
+
+pub(crate) fn site_from(site: Option<pb::Site>) -> Result<SiteKey, QueryError> {
+    let site = site.unwrap_or_default();
+    Ok(SiteKey {
+        file: site.file,
+        line: site.line,
+        object_type: site
+            .r#type
+            .parse()
+            .map_err(|_| QueryError::Internal(format!("unknown object type {:?}", site.r#type)))?,
+        class_name: site.class_name,
+    })
+}
+
+fn rows_to(rows: &[RollupRow]) -> Vec<pb::RollupRow> {
+    rows.iter()
+        .map(|row| pb::RollupRow {
+            key: row.key.clone(),
+            totals: Some(totals_to(&row.totals)),
+        })
+        .collect()
+}
+
+fn rows_from(rows: Vec<pb::RollupRow>) -> Vec<RollupRow> {
+    rows.into_iter()
+        .map(|row| RollupRow {
+            key: row.key,
+            totals: totals_from(row.totals),
+        })
+        .collect()
+}
+
+fn dump_from(
+    dump: Option<heapfleet_proto::ingest::v1::Dump>,
+) -> Result<heapfleet_catalog::DumpRecord, QueryError> {
+    let dump = dump.ok_or_else(|| QueryError::Internal("the answer holds no dump".to_owned()))?;
+    dump_from_proto(dump).map_err(|error| QueryError::Internal(format!("{error:#}")))
+}
+
+pub(crate) fn process_to(process: &ProcessSummary) -> pb::Process {
+    pb::Process {
+        host: process.process.host.clone(),
+        pid: process.process.pid,
+        instance: process.process.instance.clone(),
+        dump_count: process.dump_count,
+        first_taken_at_unix: process.first_taken_at_unix,
+        last_taken_at_unix: process.last_taken_at_unix,
+    }
+}
+
+pub(crate) fn process_from(tenant: &str, process: pb::Process) -> ProcessSummary {
+    ProcessSummary {
+        process: heapfleet_catalog::ProcessKey {
+            tenant: tenant.to_owned(),
+            host: process.host,
+            pid: process.pid,
+            instance: process.instance,
+        },
+        dump_count: process.dump_count,
+        first_taken_at_unix: process.first_taken_at_unix,
+        last_taken_at_unix: process.last_taken_at_unix,
+    }
+}
+
+pub(crate) fn summary_to(summary: &DumpSummary) -> pb::DumpSummaryResponse {
+    let parse = &summary.parse;
+    pb::DumpSummaryResponse {
+        dump: Some(dump_to_proto(&summary.dump)),
+        generations: summary
+            .generations
+            .iter()
+            .map(|bucket| pb::GenerationTotals {
+                generation: bucket.generation,
+                totals: Some(totals_to(&bucket.totals)),
+            })
+            .collect(),
+        total: Some(totals_to(&summary.total)),
+        shapes: Some(totals_to(&summary.shapes)),
+        roots: summary
+            .roots
+            .iter()
+            .map(|(category, references)| pb::RootCount {
+                category: category.clone(),
+                references: *references,
+            })
+            .collect(),
+        parse: Some(pb::ParseSummary {
+            bytes: parse.bytes,
+            lines: parse.lines,
+            objects: parse.objects,
+            roots: parse.roots,
+            shapes: parse.shapes,
+            bad_lines: parse.bad_lines,
+            repaired_lines: parse.repaired_lines,
+            skipped_lines: parse.skipped_lines,
+            truncated: parse.truncated,
+            bad_line_samples: parse
+                .bad_line_samples
+                .iter()
+                .map(|bad| pb::BadLine {
+                    line_number: bad.line_number,
+                    reason: bad.reason.clone(),
+                })
+                .collect(),
+        }),
+    }
+}
+
+pub(crate) fn summary_from(response: pb::DumpSummaryResponse) -> Result<DumpSummary, QueryError> {
+    let parse = response.parse.unwrap_or_default();
+    Ok(DumpSummary {
+        dump: dump_from(response.dump)?,
+        generations: response
+            .generations
+            .into_iter()
+            .map(|bucket| GenerationTotals {
+                generation: bucket.generation,
+                totals: totals_from(bucket.totals),
+            })
+            .collect(),
+        total: totals_from(response.total),
+        shapes: totals_from(response.shapes),
+        roots: response
+            .roots
+            .into_iter()
+            .map(|root| (root.category, root.references))
+            .collect(),
+        parse: ParseSummary {
+            bytes: parse.bytes,
+            lines: parse.lines,
+            objects: parse.objects,
+            roots: parse.roots,
+            shapes: parse.shapes,
+            bad_lines: parse.bad_lines,
+            repaired_lines: parse.repaired_lines,
+            skipped_lines: parse.skipped_lines,
+            truncated: parse.truncated,
+            bad_line_samples: parse
+                .bad_line_samples
+                .into_iter()
+                .map(|bad| BadLineSample {
+                    line_number: bad.line_number,
+                    reason: bad.reason,
+                })
+                .collect(),
+        },
+    })
+}
+
+pub(crate) fn group_by_from(by: i32) -> Result<GroupBy, QueryError> {
+    Ok(match pb::GroupBy::try_from(by) {
+        Ok(pb::GroupBy::Unspecified | pb::GroupBy::Site) => GroupBy::Site,
+        Ok(pb::GroupBy::TypeSite) => GroupBy::TypeSite,
+        Ok(pb::GroupBy::File) => GroupBy::File,
+        Ok(pb::GroupBy::Gem) => GroupBy::Gem,
+        Ok(pb::GroupBy::Class) => GroupBy::Class,
+        Ok(pb::GroupBy::Type) => GroupBy::Type,
+        Ok(pb::GroupBy::Generation) => GroupBy::Generation,
+        Err(_) => return Err(QueryError::Invalid(format!("unknown grouping {by}"))),
+    })
+}
+
+pub(crate) fn group_by_to(by: GroupBy) -> pb::GroupBy {
+    match by {
+        GroupBy::Site => pb::GroupBy::Site,
+        GroupBy::TypeSite => pb::GroupBy::TypeSite,
+        GroupBy::File => pb::GroupBy::File,
+        GroupBy::Gem => pb::GroupBy::Gem,
+        GroupBy::Class => pb::GroupBy::Class,
+        GroupBy::Type => pb::GroupBy::Type,
+        GroupBy::Generation => pb::GroupBy::Generation,
+    }
+}
+
+pub(crate) fn rank_from(rank: i32) -> Result<RankBy, QueryError> {
+    Ok(match pb::RankBy::try_from(rank) {
+        Ok(pb::RankBy::Unspecified | pb::RankBy::Memsize) => RankBy::Memsize,
+        Ok(pb::RankBy::Count) => RankBy::Count,
+        Ok(pb::RankBy::References) => RankBy::References,
+        Err(_) => return Err(QueryError::Invalid(format!("unknown ranking {rank}"))),
+    })
+}
+
+pub(crate) fn rank_to(rank: RankBy) -> pb::RankBy {
+    match rank {
+        RankBy::Memsize => pb::RankBy::Memsize,
+        RankBy::Count => pb::RankBy::Count,
+        RankBy::References => pb::RankBy::References,
+    }
+}
+
+pub(crate) fn generations_from(selector: Option<pb::GenerationSelector>) -> GenerationFilter {
+    match selector {
+        Some(pb::GenerationSelector {
+            generation: Some(generation),
+            ..
+        }) => GenerationFilter::Only(generation),
+        Some(pb::GenerationSelector {
+            untracked: true, ..
+        }) => GenerationFilter::Untracked,
+        _ => GenerationFilter::All,
+    }
+}
+
+pub(crate) fn generations_to(filter: GenerationFilter) -> pb::GenerationSelector {
+    match filter {
+        GenerationFilter::All => pb::GenerationSelector::default(),
+        GenerationFilter::Only(generation) => pb::GenerationSelector {
+            generation: Some(generation),
+            untracked: false,
+        },
+        GenerationFilter::Untracked => pb::GenerationSelector {
+            generation: None,
+            untracked: true,
+        },
+    }
+}
+
+pub(crate) fn rollup_to(rollup: &DumpRollup) -> pb::RollupResponse {
+    pb::RollupResponse {
+        dump: Some(dump_to_proto(&rollup.dump)),
+        rows: rows_to(&rollup.rows),
+    }
+}
+
+pub(crate) fn rollup_from(response: pb::RollupResponse) -> Result<DumpRollup, QueryError> {
+    Ok(DumpRollup {
+        dump: dump_from(response.dump)?,
+        rows: rows_from(response.rows),
+    })
+}
+
+pub(crate) fn detail_to(detail: &DumpGenerationDetail) -> pb::GenerationDetailResponse {
+    let inner = &detail.detail;
+    pb::GenerationDetailResponse {
+        dump: Some(dump_to_proto(&detail.dump)),
+        totals: Some(totals_to(&inner.totals)),
+        by_memsize: rows_to(&inner.by_memsize),
+        by_count: rows_to(&inner.by_count),
+        by_type_site: rows_to(&inner.by_type_site),
+        reference_heavy: rows_to(&inner.reference_heavy),
+        duplicated_strings: inner
+            .duplicated_strings
+            .iter()
+            .map(|duplicate| pb::DuplicatedString {
+                value: duplicate.value.clone(),
+                site: Some(site_to(&duplicate.site)),
+                generation: duplicate.generation,
+                count: duplicate.count,
+                bytesize: duplicate.bytesize,
+                memsize: duplicate.memsize,
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn detail_from(
+    response: pb::GenerationDetailResponse,
+) -> Result<DumpGenerationDetail, QueryError> {
+    let mut duplicated_strings = Vec::with_capacity(response.duplicated_strings.len());
+    for duplicate in response.duplicated_strings {
+        duplicated_strings.push(DuplicatedString {
+            value: duplicate.value,
+            site: site_from(duplicate.site)?,
+            generation: duplicate.generation,
+            count: duplicate.count,
+            bytesize: duplicate.bytesize,
+            memsize: duplicate.memsize,
+        });
+    }
+    Ok(DumpGenerationDetail {
+        dump: dump_from(response.dump)?,
+        detail: GenerationDetail {
+            totals: totals_from(response.totals),
+            by_memsize: rows_from(response.by_memsize),
+            by_count: rows_from(response.by_count),
+            by_type_site: rows_from(response.by_type_site),
+            reference_heavy: rows_from(response.reference_heavy),
+            duplicated_strings,
+        },
+    })
+}
+
+pub(crate) fn diff_to(diff: &DumpDiff) -> pb::DiffDumpsResponse {
+    pb::DiffDumpsResponse {
+        dumps: diff.dumps.iter().map(dump_to_proto).collect(),
+        rows: diff
+            .rows
+            .iter()
+            .map(|row| pb::DiffRow {
+                site: Some(site_to(&row.site)),
+                totals: Some(totals_to(&row.totals)),
+            })
+            .collect(),
+        total: Some(totals_to(&diff.total)),
+        row_count: u32::try_from(diff.row_count).unwrap_or(u32::MAX),
+    }
+}
+
+pub(crate) fn diff_from(response: pb::DiffDumpsResponse) -> Result<DumpDiff, QueryError> {
+    let mut dumps = Vec::with_capacity(response.dumps.len());
+    for dump in response.dumps {
+        dumps.push(dump_from(Some(dump))?);
+    }
+    let mut rows = Vec::with_capacity(response.rows.len());
+    for row in response.rows {
+        rows.push(DiffRow {
+            site: site_from(row.site)?,
+            totals: totals_from(row.totals),
+        });
+    }
+    Ok(DumpDiff {
+        dumps,
+        rows,
+        total: totals_from(response.total),
+        row_count: response.row_count as usize,
+    })
+}

@@ -1,0 +1,24 @@
+//! `heapfleet-query`: the query service of the distributed stack.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use heapfleet_query::QueryArgs;
+
+/// Answers heapfleet.query.v1 over gRPC from the catalog and the stored aggregates.
+///
+/// Settings come from --config FILE (TOML), then HEAPFLEET_* variables, then flags.
+#[derive(Debug, Parser)]
+#[command(name = "heapfleet-query", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+fn main() -> ExitCode {
+    heapfleet_service::run_main(|| async {
+        let cli = Cli::parse();
+        let config = cli.query.resolve()?;
+        heapfleet_query::run(config, heapfleet_service::shutdown::signal()).await
+    })
+}

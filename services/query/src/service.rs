@@ -1,0 +1,132 @@
+//! `heapfleet.query.v1.QueryService` over [`StoreQueries`].
+
+use heapfleet_proto::ingest::v1 as ingest_pb;
+use heapfleet_proto::query::v1 as pb;
+use heapfleet_proto::query::v1::query_service_server::{QueryService, QueryServiceServer};
+use heapfleet_service::convert::{dump_to_proto, kind_of};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::model::{DumpQuery, RollupQuery};
+use crate::reader::{Queries, StoreQueries};
+
+/// The full gRPC name of the service, for health statuses.
+pub const QUERY_SERVICE_NAME: &str = "heapfleet.query.v1.QueryService";
+
+/// Rows a ranked list returns when the request does not say.
+const DEFAULT_TOP: usize = 20;
+
+/// The query service.
+#[derive(Debug, Clone)]
+pub struct QueryServer {
+    queries: StoreQueries,
+}
+
+impl QueryServer {
+    /// Serves `queries`.
+    pub fn new(queries: StoreQueries) -> QueryServer {
+        QueryServer { queries }
+    }
+
+    /// The gRPC service.
+    pub fn into_server(self) -> QueryServiceServer<QueryServer> {
+        QueryServiceServer::new(self).max_encoding_message_size(64 << 20)
+    }
+}
+
+fn top_or_default(top: u32) -> usize {
+    if top == 0 { DEFAULT_TOP } else { top as usize }
+}
+
+#[tonic::async_trait]
+impl QueryService for QueryServer {
+    async fn list_processes(
+        &self,
+        _request: Request<pb::ListProcessesRequest>,
+    ) -> Result<Response<pb::ListProcessesResponse>, Status> {
+        let processes = self.queries.list_processes().await?;
+        Ok(Response::new(pb::ListProcessesResponse {
+            processes: processes.iter().map(convert::process_to).collect(),
+        }))
+    }
+
+    async fn list_dumps(
+        &self,
+        request: Request<ingest_pb::ListDumpsRequest>,
+    ) -> Result<Response<ingest_pb::ListDumpsResponse>, Status> {
+        let request = request.into_inner();
+        let non_empty = |text: String| (!text.is_empty()).then_some(text);
+        let state = ingest_pb::DumpState::try_from(request.state)
+            .map_err(|_| Status::invalid_argument(format!("unknown state {}", request.state)))?;
+        let query = DumpQuery {
+            host: non_empty(request.host),
+            pid: request.pid,
+            role: non_empty(request.role),
+            labels: request.labels.into_iter().collect(),
+            taken_after: request.taken_after_unix,
+            taken_before: request.taken_before_unix,
+            status: kind_of(state),
+        };
+        let dumps = self.queries.list_dumps(&query).await?;
+        let dumps = dumps
+            .iter()
+            .filter(|dump| request.instance.is_empty() || dump.process.instance == request.instance)
+            .map(dump_to_proto)
+            .collect();
+        Ok(Response::new(ingest_pb::ListDumpsResponse { dumps }))
+    }
+
+    async fn dump_summary(
+        &self,
+        request: Request<pb::DumpSummaryRequest>,
+    ) -> Result<Response<pb::DumpSummaryResponse>, Status> {
+        let summary = self
+            .queries
+            .dump_summary(&request.into_inner().dump_id)
+            .await?;
+        Ok(Response::new(convert::summary_to(&summary)))
+    }
+
+    async fn rollup(
+        &self,
+        request: Request<pb::RollupRequest>,
+    ) -> Result<Response<pb::RollupResponse>, Status> {
+        let request = request.into_inner();
+        let query = RollupQuery {
+            by: convert::group_by_from(request.by)?,
+            generations: convert::generations_from(request.generations),
+            rank: convert::rank_from(request.rank)?,
+            top: top_or_default(request.top),
+        };
+        let rollup = self.queries.rollup(&request.dump_id, query).await?;
+        Ok(Response::new(convert::rollup_to(&rollup)))
+    }
+
+    async fn generation_detail(
+        &self,
+        request: Request<pb::GenerationDetailRequest>,
+    ) -> Result<Response<pb::GenerationDetailResponse>, Status> {
+        let request = request.into_inner();
+        let detail = self
+            .queries
+            .generation_detail(
+                &request.dump_id,
+                convert::generations_from(request.generations),
+                top_or_default(request.top),
+            )
+            .await?;
+        Ok(Response::new(convert::detail_to(&detail)))
+    }
+
+    async fn diff_dumps(
+        &self,
+        request: Request<pb::DiffDumpsRequest>,
+    ) -> Result<Response<pb::DiffDumpsResponse>, Status> {
+        let request = request.into_inner();
+        let diff = self
+            .queries
+            .diff(&request.dump_ids, request.top as usize)
+            .await?;
+        Ok(Response::new(convert::diff_to(&diff)))
+    }
+}
