@@ -23,7 +23,7 @@ pub use config::{
 use heapfleet_service::backends::{Objects, open_catalog, open_store};
 use heapfleet_service::{health, server};
 use tokio_util::sync::CancellationToken;
-pub use worker::Ingester;
+pub use worker::{Ingester, ObjectIngestError, ingest_object};
 
 /// Opens the ingester's backends from `config`.
 pub async fn open(config: &IngesterConfig) -> anyhow::Result<Ingester> {

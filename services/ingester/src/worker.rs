@@ -235,35 +235,78 @@ impl Ingester {
             permanent: true,
         })?;
         let started = Instant::now();
-        let object = self
-            .objects
-            .store
-            .get(&key)
-            .await
-            .map_err(|error| JobError {
-                permanent: matches!(error, object_store::Error::NotFound { .. }),
-                reason: format!("cannot read {key}: {}", error_chain(&error)),
-            })?;
-        let bytes = object
-            .into_stream()
-            .map_err(|error| std::io::Error::other(error_chain(&error)));
-        let reader = CancellableReader {
-            inner: SyncIoBridge::new(StreamReader::new(bytes)),
-            cancel,
-        };
         let options = ParseOptions {
             max_dump_bytes: Some(self.settings.max_decompressed_bytes),
             ..ParseOptions::default()
         };
-        let stored = parse_into_store(reader, &job.dump.id, self.store.clone(), options)
+        let stored = ingest_object(&self.objects, &key, &job.dump.id, self.store.clone(), options, cancel)
             .await
             .map_err(|error| JobError {
-                permanent: is_permanent(&error),
-                reason: error_chain(&error),
+                permanent: error.is_permanent(),
+                reason: error.to_string(),
             })?;
         tracing::debug!(dump = %job.dump.id, seconds = started.elapsed().as_secs_f64(), "dump parsed and stored");
         Ok(stored)
     }
+}
+
+/// Why [`ingest_object`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectIngestError {
+    /// The object could not be opened.
+    #[error("cannot read {key}: {reason}")]
+    Open {
+        /// The object's key.
+        key: String,
+        /// Why.
+        reason: String,
+        /// Whether the object does not exist.
+        not_found: bool,
+    },
+    /// The parse or a store write failed.
+    #[error("{}", error_chain(.0))]
+    Ingest(#[from] IngestError),
+}
+
+impl ObjectIngestError {
+    /// Whether retrying cannot help: the object is gone, it holds no heap objects, or it is
+    /// larger than the limit. Read errors and backend outages are worth retrying.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ObjectIngestError::Open { not_found, .. } => *not_found,
+            ObjectIngestError::Ingest(error) => is_permanent(error),
+        }
+    }
+}
+
+/// Streams the dump at `key` from object storage through the parser into `store` under
+/// `dump_id`: the worker's whole ingest, without the catalog. Setting `cancel` stops the parse
+/// at its next read.
+pub async fn ingest_object(
+    objects: &Objects,
+    key: &ObjectPath,
+    dump_id: &DumpId,
+    store: Arc<dyn AggregateStore>,
+    options: ParseOptions,
+    cancel: Arc<AtomicBool>,
+) -> Result<StoredDump, ObjectIngestError> {
+    let object = objects
+        .store
+        .get(key)
+        .await
+        .map_err(|error| ObjectIngestError::Open {
+            key: key.to_string(),
+            not_found: matches!(error, object_store::Error::NotFound { .. }),
+            reason: error_chain(&error),
+        })?;
+    let bytes = object
+        .into_stream()
+        .map_err(|error| std::io::Error::other(error_chain(&error)));
+    let reader = CancellableReader {
+        inner: SyncIoBridge::new(StreamReader::new(bytes)),
+        cancel,
+    };
+    Ok(parse_into_store(reader, dump_id, store, options).await?)
 }
 
 /// Sleeps until `deadline`, or forever without one.
