@@ -4,6 +4,10 @@
 //! flips the overall status (the empty service name, which Kubernetes' gRPC readiness probe
 //! asks for) and each named service to SERVING only while every probe answers, so a load
 //! balancer stops sending work to a server whose database is down.
+//!
+//! The service name [`LIVENESS_SERVICE`] is SERVING as long as the server answers at all: a
+//! liveness probe asks for it, so an outage of a backend takes servers out of rotation
+//! without restarting every one of them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +19,9 @@ use tonic_health::server::HealthReporter;
 /// A backend check: resolves to `Err(reason)` when the backend does not answer.
 pub type Probe =
     Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// The health service name that only says the server is alive, whatever its backends do.
+pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// How often backends are probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -47,6 +54,9 @@ pub async fn watch_backends(
     services: Vec<String>,
     probes: Vec<(String, Probe)>,
 ) {
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
     let mut serving: Option<bool> = None;
     loop {
         let mut failures = Vec::new();
