@@ -3,8 +3,8 @@
 //! deploy/config, and the schema copies in deploy/cql and deploy/sql, which must stay
 //! byte-identical to their sources in crates/.
 //!
-//! Parsing the example configs with the services' own config types is the services' test; here
-//! they only need to be TOML with known keys.
+//! Most checks here only need the example configs to be TOML with known keys; one also parses
+//! and resolves them with the services' own config types.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -1311,4 +1311,60 @@ fn test_deploy_readme_mentions_every_entry_of_deploy() {
         readme.contains("docker-compose.yml"),
         "deploy/README.md does not mention docker-compose.yml"
     );
+}
+
+#[test]
+fn test_deploy_example_configs_resolve_with_the_services_types() {
+    let root = workspace_root();
+    let config = |name: &str| root.join("deploy/config").join(name);
+
+    let file: heapfleet_gateway::GatewayFile =
+        heapfleet_service::config::read_file(&config("gateway.toml")).unwrap();
+    let gateway = heapfleet_gateway::GatewayArgs::default()
+        .resolve_with(file)
+        .unwrap();
+    assert_eq!(gateway.listen.port(), 7400);
+    assert_eq!(gateway.tenant, "default");
+    assert!(
+        gateway.catalog.starts_with("postgres://"),
+        "{}",
+        gateway.catalog
+    );
+    assert_eq!(gateway.objects, "s3://heapfleet-dumps");
+    assert_eq!(gateway.s3.endpoint.as_deref(), Some("http://minio:9000"));
+    assert!(gateway.s3.allow_http);
+    assert_eq!(gateway.limits.max_dump_bytes, 16 << 30);
+    assert_eq!(gateway.limits.max_labels, 32);
+
+    let file: heapfleet_ingester::IngesterFile =
+        heapfleet_service::config::read_file(&config("ingester.toml")).unwrap();
+    let ingester = heapfleet_ingester::IngesterArgs::default()
+        .resolve_with(file)
+        .unwrap();
+    assert_eq!(ingester.listen.port(), 7401);
+    assert!(
+        ingester.store.starts_with("scylla://"),
+        "{}",
+        ingester.store
+    );
+    assert_eq!(ingester.catalog, gateway.catalog);
+    assert_eq!(ingester.objects, gateway.objects);
+    assert_eq!(ingester.s3.endpoint, gateway.s3.endpoint);
+    assert_eq!(ingester.worker.concurrency, 1);
+    assert_eq!(ingester.worker.lease, std::time::Duration::from_secs(30));
+    assert_eq!(ingester.worker.max_attempts, 3);
+    assert_eq!(
+        ingester.worker.poll_interval,
+        std::time::Duration::from_millis(1000)
+    );
+
+    let file: heapfleet_query::QueryFile =
+        heapfleet_service::config::read_file(&config("query.toml")).unwrap();
+    let query = heapfleet_query::QueryArgs::default()
+        .resolve_with(file)
+        .unwrap();
+    assert_eq!(query.listen.port(), 7402);
+    assert_eq!(query.tenant, gateway.tenant);
+    assert_eq!(query.catalog, gateway.catalog);
+    assert_eq!(query.store, ingester.store);
 }

@@ -26,7 +26,11 @@ pub const LIVENESS_SERVICE: &str = "liveness";
 /// How often backends are probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Builds the health service, every status NOT_SERVING, and its reporter.
+/// How long one probe may take before its backend counts as not answering.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Builds the health service and its reporter (see [`crate::server::server_parts`], which
+/// sets every status NOT_SERVING before serving).
 pub fn health_service() -> (
     HealthReporter,
     tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
@@ -61,8 +65,10 @@ pub async fn watch_backends(
     loop {
         let mut failures = Vec::new();
         for (name, probe) in &probes {
-            if let Err(reason) = probe().await {
-                failures.push(format!("{name}: {reason}"));
+            match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => failures.push(format!("{name}: {reason}")),
+                Err(_) => failures.push(format!("{name}: no answer within {PROBE_TIMEOUT:?}")),
             }
         }
         let now_serving = failures.is_empty();

@@ -20,9 +20,19 @@ pub struct ServerParts {
     pub reporter: HealthReporter,
 }
 
-/// Builds the routes every server starts from.
-pub fn server_parts() -> anyhow::Result<ServerParts> {
+/// Builds the routes every server starts from, with the overall status and each of
+/// `services` NOT_SERVING until [`health::watch_backends`] has seen the backends answer.
+pub async fn server_parts(services: &[&str]) -> anyhow::Result<ServerParts> {
     let (reporter, health_server) = health::health_service();
+    // tonic-health starts the overall status SERVING; nothing is known about the backends yet.
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    for service in services {
+        reporter
+            .set_service_status(*service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_server);
     routes.add_service(health::reflection_service()?);

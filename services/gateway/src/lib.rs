@@ -52,7 +52,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let mut parts = server::server_parts()?;
+    let mut parts = server::server_parts(&[INGEST_SERVICE_NAME]).await?;
     let probes = vec![
         (
             "catalog".to_owned(),

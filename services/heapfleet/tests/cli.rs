@@ -274,3 +274,208 @@ fn test_errors_are_clear() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
 }
+
+/// Runs `heapfleet ARGS` with no data directory: for commands that talk to a server.
+fn heapfleet_at(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heapfleet"))
+        .args(args)
+        .env_remove("HEAPFLEET_SERVER")
+        .env_remove("HEAPFLEET_DATA_DIR")
+        .output()
+        .expect("heapfleet runs")
+}
+
+/// Runs `heapfleet --server URL --format json ARGS`, which must succeed and print JSON.
+fn server_json(url: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--server", url, "--format", "json"];
+    all.extend_from_slice(args);
+    let output = heapfleet_at(&all);
+    assert!(
+        output.status.success(),
+        "{all:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{all:?} printed no JSON ({error})"))
+}
+
+/// A `heapfleet serve` child process, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    stderr: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `heapfleet --data-dir DATA serve` on a free loopback port and waits until it
+    /// accepts connections.
+    fn start(data_dir: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let stderr = data_dir.with_extension("serve-stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_heapfleet"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", &address])
+            .env_remove("HEAPFLEET_SERVER")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child,
+            url: format!("http://{address}"),
+            stderr,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(&address).is_ok() {
+                return server;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "heapfleet serve exited with {status}: {}",
+                    server.stderr_text()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "heapfleet serve does not accept connections on {address} after 30 s: {}",
+                server.stderr_text()
+            );
+            std::thread::park_timeout(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+/// The dump ids of an upload's or an import's `files`, in their order.
+fn dump_ids(result: &Value) -> Vec<String> {
+    result["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["dump_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn test_serve_upload_and_remote_reads_match_local_import() {
+    let root = tempfile::tempdir().unwrap();
+    let served_dir = root.path().join("served");
+    let server = Server::start(&served_dir);
+    let url = server.url.clone();
+
+    let uploaded = server_json(&url, &["upload", "--host", "web-1", "--wait", &series()]);
+    let files = uploaded["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "{uploaded}");
+    for file in files {
+        assert_eq!(file["outcome"], "uploaded", "{file}");
+        assert_eq!(file["state"], "ready", "{file}");
+        assert_eq!(file["host"], "web-1", "{file}");
+        assert!(file["objects"].as_u64().unwrap() > 0, "{file}");
+    }
+    assert_eq!(uploaded["summary"]["uploaded"], 3);
+    assert_eq!(uploaded["summary"]["failed"], 0);
+    let mut ids = dump_ids(&uploaded);
+
+    let listed = server_json(&url, &["dumps"]);
+    let dumps = listed["dumps"].as_array().unwrap();
+    assert_eq!(dumps.len(), 3, "{listed}");
+    for dump in dumps {
+        assert_eq!(dump["status"]["state"], "ready", "{dump}");
+        assert_eq!(dump["process"]["host"], "web-1", "{dump}");
+        assert_eq!(dump["process"]["pid"], 10536, "{dump}");
+    }
+
+    // The same files imported locally, as the same host: the same content from the same
+    // process is the same dump, with the same id and the same results.
+    let local = tempfile::tempdir().unwrap();
+    let imported = json(local.path(), &["import", "--host", "web-1", &series()]);
+    let mut local_ids = dump_ids(&imported);
+    ids.sort();
+    local_ids.sort();
+    assert_eq!(ids, local_ids);
+    let mut listed_ids: Vec<String> = dumps
+        .iter()
+        .map(|dump| dump["id"].as_str().unwrap().to_owned())
+        .collect();
+    listed_ids.sort();
+    assert_eq!(listed_ids, ids);
+
+    let mut diff_args = vec!["diff"];
+    diff_args.extend(ids.iter().map(String::as_str));
+    let remote_diff = server_json(&url, &diff_args);
+    let local_diff = json(local.path(), &diff_args);
+    assert!(
+        !remote_diff["rows"].as_array().unwrap().is_empty(),
+        "{remote_diff}"
+    );
+    assert_eq!(remote_diff["rows"], local_diff["rows"]);
+    assert_eq!(remote_diff["total"], local_diff["total"]);
+    assert!(!remote_diff["total"].is_null(), "{remote_diff}");
+
+    for id in &ids {
+        let mut remote_show = server_json(&url, &["show", id]);
+        let mut local_show = json(local.path(), &["show", id]);
+        assert_eq!(remote_show["dump"]["id"], id.as_str());
+        // Only the time each catalog registered the dump may differ.
+        for show in [&mut remote_show, &mut local_show] {
+            let dump = show["dump"].as_object_mut().unwrap();
+            assert!(dump.remove("registered_at_unix").is_some(), "{dump:?}");
+        }
+        assert_eq!(remote_show, local_show, "show {id}");
+    }
+
+    let again = server_json(&url, &["upload", "--host", "web-1", &series()]);
+    let files = again["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "{again}");
+    for file in files {
+        assert_eq!(file["outcome"], "already_uploaded", "{file}");
+    }
+    assert_eq!(again["summary"]["uploaded"], 0);
+    assert_eq!(again["summary"]["already_uploaded"], 3);
+    let mut again_ids = dump_ids(&again);
+    again_ids.sort();
+    assert_eq!(again_ids, ids);
+    assert_eq!(
+        server_json(&url, &["dumps"])["dumps"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    drop(server);
+}
+
+#[test]
+fn test_server_errors_are_clear() {
+    let output = heapfleet_at(&["upload", &series()]);
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("--server"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+
+    let url = "http://127.0.0.1:1";
+    let output = heapfleet_at(&["--server", url, "dumps"]);
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.starts_with("error: "), "{text}");
+    assert!(text.contains(url), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}

@@ -63,7 +63,10 @@ async fn main() -> anyhow::Result<()> {
     // 2. The worker's path from a local object store into the embedded store.
     let directory = tempfile::tempdir()?;
     let objects_dir = directory.path().join("objects");
-    let objects = Objects::open(objects_dir.to_str().context("utf-8 path")?, &S3Options::default())?;
+    let objects = Objects::open(
+        objects_dir.to_str().context("utf-8 path")?,
+        &S3Options::default(),
+    )?;
     let key = ObjectPath::from("bench/one.dump");
     std::fs::create_dir_all(objects_dir.join("bench"))?;
     std::fs::copy(&dump, objects_dir.join("bench/one.dump"))?;
@@ -96,7 +99,12 @@ async fn main() -> anyhow::Result<()> {
         directory.path().join("uploads").to_str().context("utf-8")?,
         &S3Options::default(),
     )?;
-    let gateway = Gateway::new("bench", catalog.clone(), gateway_objects.clone(), Limits::default());
+    let gateway = Gateway::new(
+        "bench",
+        catalog.clone(),
+        gateway_objects.clone(),
+        Limits::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let stop = CancellationToken::new();
@@ -131,13 +139,26 @@ async fn main() -> anyhow::Result<()> {
                 hash_seconds
             );
         }
-        ids.push(response.dump.context("dump in the answer")?.dump_id.parse::<DumpId>()?);
+        ids.push(
+            response
+                .dump
+                .context("dump in the answer")?
+                .dump_id
+                .parse::<DumpId>()?,
+        );
     }
 
     // 4. Ingest throughput with one and then two workers, on copies of the queued dumps.
     for workers in [1usize, 2] {
         let round_ids = requeue_as_new(catalog.as_ref(), &ids, workers).await?;
-        let store = open_store(directory.path().join(format!("store-{workers}")).to_str().context("utf-8")?).await?;
+        let store = open_store(
+            directory
+                .path()
+                .join(format!("store-{workers}"))
+                .to_str()
+                .context("utf-8")?,
+        )
+        .await?;
         let stop = CancellationToken::new();
         let start = Instant::now();
         let mut running = Vec::new();
@@ -147,7 +168,12 @@ async fn main() -> anyhow::Result<()> {
                 poll_interval: Duration::from_millis(20),
                 ..WorkerSettings::default()
             };
-            let ingester = Ingester::new(catalog.clone(), store.clone(), gateway_objects.clone(), settings);
+            let ingester = Ingester::new(
+                catalog.clone(),
+                store.clone(),
+                gateway_objects.clone(),
+                settings,
+            );
             running.push(tokio::spawn(ingester.run(stop.clone())));
         }
         loop {

@@ -46,7 +46,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let ingester = open(&config).await?;
     let listener = server::bind(config.listen).await?;
-    let parts = server::server_parts()?;
+    let parts = server::server_parts(&[]).await?;
     let probes = vec![
         (
             "catalog".to_owned(),

@@ -239,12 +239,19 @@ impl Ingester {
             max_dump_bytes: Some(self.settings.max_decompressed_bytes),
             ..ParseOptions::default()
         };
-        let stored = ingest_object(&self.objects, &key, &job.dump.id, self.store.clone(), options, cancel)
-            .await
-            .map_err(|error| JobError {
-                permanent: error.is_permanent(),
-                reason: error.to_string(),
-            })?;
+        let stored = ingest_object(
+            &self.objects,
+            &key,
+            &job.dump.id,
+            self.store.clone(),
+            options,
+            cancel,
+        )
+        .await
+        .map_err(|error| JobError {
+            permanent: error.is_permanent(),
+            reason: error.to_string(),
+        })?;
         tracing::debug!(dump = %job.dump.id, seconds = started.elapsed().as_secs_f64(), "dump parsed and stored");
         Ok(stored)
     }

@@ -42,7 +42,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let queries = open(&config).await?;
     let listener = server::bind(config.listen).await?;
-    let mut parts = server::server_parts()?;
+    let mut parts = server::server_parts(&[QUERY_SERVICE_NAME]).await?;
     let probes = vec![
         (
             "catalog".to_owned(),

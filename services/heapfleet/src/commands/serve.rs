@@ -43,7 +43,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
     let queries = StoreQueries::new(LOCAL_TENANT, local.catalog.clone(), local.store.clone());
 
     let listener = server::bind(args.listen).await?;
-    let mut parts = server::server_parts()?;
+    let mut parts = server::server_parts(&[INGEST_SERVICE_NAME, QUERY_SERVICE_NAME]).await?;
     let probes = vec![
         (
             "catalog".to_owned(),
