@@ -1,6 +1,6 @@
 //! Per-dump analysis with no I/O: aggregation in one streaming pass, the views people read
 //! (totals by generation, roll-ups, the generation drill-down), the compact object index, and the
-//! identity-aware diff.
+//! identity-aware diff, and the leak report across processes.
 //!
 //! The input is the parser's records ([`DumpAggregator`] is a [`heapfleet_dump::Visitor`]); the
 //! output is plain data that the storage backends persist and the query side reads back.
@@ -10,6 +10,7 @@
 mod aggregate;
 mod diff;
 mod index;
+mod leaks;
 mod site;
 mod views;
 
@@ -19,6 +20,10 @@ pub use aggregate::{
 };
 pub use diff::{DiffError, DiffResult, DiffRow, IndexedDump, diff};
 pub use index::{CHUNK_TARGET_BYTES, IndexEncoder, IndexEntry, IndexError, decode_chunk};
+pub use leaks::{
+    DumpSites, EvidencePoint, GroupDifference, LeakOptions, LeakReport, LeakSuspect, ProcessDumps,
+    ProcessEvidence, SinceDump, SiteTrend, analyse_process, compare_groups, leak_report,
+};
 pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path};
 pub use views::{
     GenerationDetail, GenerationFilter, GenerationTotals, GroupBy, NO_CLASS, NO_GEM,
