@@ -93,7 +93,7 @@ pub struct LeakOptions {
     pub min_persistence: f64,
     /// Smallest ratio of the later half's growth to the whole's.
     pub min_late_ratio: f64,
-    /// Most processes listed as evidence per suspect (the growing ones first).
+    /// Most growing processes listed as evidence per suspect (best first).
     pub max_evidence: usize,
 }
 
@@ -216,7 +216,7 @@ pub struct LeakSuspect {
     pub growth_per_1000_jobs: Option<f64>,
     /// The earliest dump after which a growing process's floor rose.
     pub since: Option<SinceDump>,
-    /// The growing processes' series (then others), at most `max_evidence`.
+    /// The growing processes' series, best first, at most `max_evidence`.
     pub evidence: Vec<ProcessEvidence>,
 }
 
@@ -406,113 +406,158 @@ fn median_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 
 /// Ranks the sites of `processes` by how surely they leak, best first, at most `top`.
 pub fn leak_report(processes: &[ProcessDumps], options: &LeakOptions, top: usize) -> LeakReport {
-    let mut per_site: HashMap<SiteKey, Vec<(usize, SiteTrend)>> = HashMap::new();
-    let mut processes_analysed = 0;
-    for (index, process) in processes.iter().enumerate() {
-        let trends = analyse_process(process, options);
-        if trends.is_empty() {
-            continue;
-        }
-        processes_analysed += 1;
-        for trend in trends {
-            per_site
-                .entry(trend.site.clone())
-                .or_default()
-                .push((index, trend));
+    let mut accumulator = LeakAccumulator::new(*options);
+    for process in processes {
+        accumulator.add_process(process);
+    }
+    accumulator.finish(top)
+}
+
+/// Where a process ran, as evidence names it.
+#[derive(Debug, Clone)]
+struct ProcessRef {
+    host: String,
+    pid: u32,
+    instance: String,
+}
+
+/// What the report keeps of one site across processes: counts for every process that has it,
+/// the whole trend only where it grows.
+#[derive(Debug, Default)]
+struct SiteAccumulator {
+    processes_total: usize,
+    hosts_total: BTreeSet<String>,
+    growing: Vec<(ProcessRef, SiteTrend)>,
+}
+
+/// Builds a [`LeakReport`] one process at a time, so memory holds the fleet's sites and the
+/// growing processes' series, never every dump's rows at once.
+#[derive(Debug)]
+pub struct LeakAccumulator {
+    options: LeakOptions,
+    sites: HashMap<SiteKey, SiteAccumulator>,
+    processes_analysed: usize,
+    dumps_analysed: usize,
+}
+
+impl LeakAccumulator {
+    /// An empty report.
+    pub fn new(options: LeakOptions) -> LeakAccumulator {
+        LeakAccumulator {
+            options,
+            sites: HashMap::new(),
+            processes_analysed: 0,
+            dumps_analysed: 0,
         }
     }
-    let mut suspects: Vec<LeakSuspect> = per_site
-        .into_iter()
-        .filter_map(|(site, mut trends)| {
-            let growing: Vec<&(usize, SiteTrend)> =
-                trends.iter().filter(|(_, trend)| trend.growing).collect();
-            if growing.is_empty() {
-                return None;
+
+    /// Adds one process's dumps (oldest first).
+    pub fn add_process(&mut self, process: &ProcessDumps) {
+        self.dumps_analysed += process.dumps.len();
+        let trends = analyse_process(process, &self.options);
+        if trends.is_empty() {
+            return;
+        }
+        self.processes_analysed += 1;
+        for trend in trends {
+            let entry = self.sites.entry(trend.site.clone()).or_default();
+            entry.processes_total += 1;
+            if !entry.hosts_total.contains(&process.host) {
+                entry.hosts_total.insert(process.host.clone());
             }
-            let processes_growing = growing.len();
-            let processes_total = trends.len();
-            let hosts_growing: BTreeSet<&str> = growing
-                .iter()
-                .map(|(index, _)| processes[*index].host.as_str())
-                .collect();
-            let hosts_total: BTreeSet<&str> = trends
-                .iter()
-                .map(|(index, _)| processes[*index].host.as_str())
-                .collect();
-            let share = processes_growing as f64 / processes_total as f64;
-            let score = median(growing.iter().map(|(_, trend)| trend.score).collect())
-                * (processes_growing as f64).sqrt()
-                * (0.5 + 0.5 * share);
-            let since = growing
-                .iter()
-                .filter_map(|(index, trend)| {
-                    let dump = &processes[*index].dumps[trend.since?];
-                    Some(SinceDump {
-                        dump_id: dump.dump_id.clone(),
-                        taken_at_unix: dump.taken_at_unix,
-                        host: processes[*index].host.clone(),
-                        pid: processes[*index].pid,
-                    })
-                })
-                .min_by(|left, right| {
-                    (left.taken_at_unix, &left.dump_id).cmp(&(right.taken_at_unix, &right.dump_id))
-                });
-            let suspect_head = LeakSuspect {
-                site,
-                score,
-                processes_growing,
-                processes_total,
-                hosts_growing: hosts_growing.into_iter().map(str::to_owned).collect(),
-                hosts_total: hosts_total.len(),
-                growth_per_dump: median(growing.iter().map(|(_, t)| t.growth_per_dump).collect()),
-                bytes_per_dump: median(growing.iter().map(|(_, t)| t.bytes_per_dump).collect()),
-                growth_per_hour: median_of_some(growing.iter().map(|(_, t)| t.growth_per_hour)),
-                bytes_per_hour: median_of_some(growing.iter().map(|(_, t)| t.bytes_per_hour)),
-                growth_per_1000_jobs: median_of_some(
-                    growing.iter().map(|(_, t)| t.growth_per_1000_jobs),
-                ),
-                since,
-                evidence: Vec::new(),
-            };
-            // Growing processes first, best first; then the rest.
-            trends.sort_by(|left, right| {
-                right
-                    .1
-                    .growing
-                    .cmp(&left.1.growing)
-                    .then(right.1.score.total_cmp(&left.1.score))
-            });
-            let evidence = trends
-                .into_iter()
-                .take(options.max_evidence)
-                .map(|(index, trend)| ProcessEvidence {
-                    host: processes[index].host.clone(),
-                    pid: processes[index].pid,
-                    instance: processes[index].instance.clone(),
-                    growing: trend.growing,
-                    score: trend.score,
-                    growth_per_dump: trend.growth_per_dump,
-                    series: trend.series,
-                })
-                .collect();
-            Some(LeakSuspect {
-                evidence,
-                ..suspect_head
+            if trend.growing {
+                let process_ref = ProcessRef {
+                    host: process.host.clone(),
+                    pid: process.pid,
+                    instance: process.instance.clone(),
+                };
+                entry.growing.push((process_ref, trend));
+            }
+        }
+    }
+
+    /// The report: suspects ranked best first, at most `top`.
+    pub fn finish(self, top: usize) -> LeakReport {
+        let max_evidence = self.options.max_evidence;
+        let mut suspects: Vec<LeakSuspect> = self
+            .sites
+            .into_iter()
+            .filter(|(_, site)| !site.growing.is_empty())
+            .map(|(key, site)| suspect(key, site, max_evidence))
+            .collect();
+        suspects.sort_by(|left, right| {
+            right
+                .score
+                .total_cmp(&left.score)
+                .then_with(|| left.site.cmp(&right.site))
+        });
+        suspects.truncate(top);
+        LeakReport {
+            suspects,
+            processes_analysed: self.processes_analysed,
+            dumps_analysed: self.dumps_analysed,
+        }
+    }
+}
+
+/// A site that grows in at least one process, scored across the fleet.
+fn suspect(key: SiteKey, mut site: SiteAccumulator, max_evidence: usize) -> LeakSuspect {
+    let growing = &site.growing;
+    let processes_growing = growing.len();
+    let share = processes_growing as f64 / site.processes_total.max(1) as f64;
+    let score = median(growing.iter().map(|(_, trend)| trend.score).collect())
+        * (processes_growing as f64).sqrt()
+        * (0.5 + 0.5 * share);
+    let hosts_growing: BTreeSet<&str> = growing
+        .iter()
+        .map(|(process, _)| process.host.as_str())
+        .collect();
+    let since = growing
+        .iter()
+        .filter_map(|(process, trend)| {
+            let point = &trend.series[trend.since?];
+            Some(SinceDump {
+                dump_id: point.dump_id.clone(),
+                taken_at_unix: point.taken_at_unix,
+                host: process.host.clone(),
+                pid: process.pid,
             })
         })
+        .min_by(|left, right| {
+            (left.taken_at_unix, &left.dump_id).cmp(&(right.taken_at_unix, &right.dump_id))
+        });
+    let head = LeakSuspect {
+        site: key,
+        score,
+        processes_growing,
+        processes_total: site.processes_total,
+        hosts_growing: hosts_growing.into_iter().map(str::to_owned).collect(),
+        hosts_total: site.hosts_total.len(),
+        growth_per_dump: median(growing.iter().map(|(_, t)| t.growth_per_dump).collect()),
+        bytes_per_dump: median(growing.iter().map(|(_, t)| t.bytes_per_dump).collect()),
+        growth_per_hour: median_of_some(growing.iter().map(|(_, t)| t.growth_per_hour)),
+        bytes_per_hour: median_of_some(growing.iter().map(|(_, t)| t.bytes_per_hour)),
+        growth_per_1000_jobs: median_of_some(growing.iter().map(|(_, t)| t.growth_per_1000_jobs)),
+        since,
+        evidence: Vec::new(),
+    };
+    site.growing
+        .sort_by(|left, right| right.1.score.total_cmp(&left.1.score));
+    let evidence = site
+        .growing
+        .into_iter()
+        .take(max_evidence)
+        .map(|(process, trend)| ProcessEvidence {
+            host: process.host,
+            pid: process.pid,
+            instance: process.instance,
+            growing: trend.growing,
+            score: trend.score,
+            growth_per_dump: trend.growth_per_dump,
+            series: trend.series,
+        })
         .collect();
-    suspects.sort_by(|left, right| {
-        right
-            .score
-            .total_cmp(&left.score)
-            .then_with(|| left.site.cmp(&right.site))
-    });
-    suspects.truncate(top);
-    LeakReport {
-        suspects,
-        processes_analysed,
-        dumps_analysed: processes.iter().map(|process| process.dumps.len()).sum(),
-    }
+    LeakSuspect { evidence, ..head }
 }
 
 /// One site's difference between two groups of processes.
@@ -534,39 +579,60 @@ pub struct GroupDifference {
     pub delta_count: f64,
 }
 
-/// Per-site differences between two groups of processes, ranked by how much B's growth differs
-/// from A's, then by how much B's count does; at most `top`.
-pub fn compare_groups(
-    a: &[ProcessDumps],
-    b: &[ProcessDumps],
-    options: &LeakOptions,
-    top: usize,
-) -> Vec<GroupDifference> {
-    /// Per site: summed growth and summed last count over a group's processes.
-    fn group_means(group: &[ProcessDumps], options: &LeakOptions) -> HashMap<SiteKey, (f64, f64)> {
-        let mut sums: HashMap<SiteKey, (f64, f64)> = HashMap::new();
-        let mut judged = 0usize;
-        for process in group {
-            let trends = analyse_process(process, options);
-            if trends.is_empty() {
-                continue;
-            }
-            judged += 1;
-            for trend in trends {
-                let last_count = trend.series.last().map_or(0, |point| point.count) as f64;
-                let entry = sums.entry(trend.site).or_default();
-                entry.0 += trend.growth_per_dump.max(0.0);
-                entry.1 += last_count;
-            }
+/// One group's per-site growth and size, built one process at a time (see [`compare`]).
+#[derive(Debug)]
+pub struct GroupSummary {
+    options: LeakOptions,
+    sums: HashMap<SiteKey, (f64, f64)>,
+    processes: usize,
+}
+
+impl GroupSummary {
+    /// An empty group.
+    pub fn new(options: LeakOptions) -> GroupSummary {
+        GroupSummary {
+            options,
+            sums: HashMap::new(),
+            processes: 0,
         }
-        let processes = judged.max(1) as f64;
-        sums.into_iter()
+    }
+
+    /// Adds one process's dumps (oldest first); a process with too few dumps is skipped.
+    pub fn add_process(&mut self, process: &ProcessDumps) {
+        let trends = analyse_process(process, &self.options);
+        if trends.is_empty() {
+            return;
+        }
+        self.processes += 1;
+        for trend in trends {
+            let last_count = trend.series.last().map_or(0, |point| point.count) as f64;
+            let entry = self.sums.entry(trend.site).or_default();
+            entry.0 += trend.growth_per_dump.max(0.0);
+            entry.1 += last_count;
+        }
+    }
+
+    /// Processes judged.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// Per site: mean growth per dump and mean last count over the group's processes.
+    fn means(&self) -> HashMap<&SiteKey, (f64, f64)> {
+        let processes = self.processes.max(1) as f64;
+        self.sums
+            .iter()
             .map(|(site, (growth, count))| (site, (growth / processes, count / processes)))
             .collect()
     }
-    let means_a = group_means(a, options);
-    let means_b = group_means(b, options);
-    let sites: BTreeSet<&SiteKey> = means_a.keys().chain(means_b.keys()).collect();
+}
+
+/// Per-site differences between two groups, ranked by how much B's growth differs from A's,
+/// then by how much B's count does; at most `top`.
+pub fn compare(a: &GroupSummary, b: &GroupSummary, top: usize) -> Vec<GroupDifference> {
+    let means_a = a.means();
+    let means_b = b.means();
+    let sites: BTreeSet<&SiteKey> = means_a.keys().chain(means_b.keys()).copied().collect();
     let mut rows: Vec<GroupDifference> = sites
         .into_iter()
         .map(|site| {
@@ -593,6 +659,20 @@ pub fn compare_groups(
     });
     rows.truncate(top);
     rows
+}
+
+/// [`compare`] over two slices of processes.
+pub fn compare_groups(
+    a: &[ProcessDumps],
+    b: &[ProcessDumps],
+    options: &LeakOptions,
+    top: usize,
+) -> Vec<GroupDifference> {
+    let mut group_a = GroupSummary::new(*options);
+    let mut group_b = GroupSummary::new(*options);
+    a.iter().for_each(|process| group_a.add_process(process));
+    b.iter().for_each(|process| group_b.add_process(process));
+    compare(&group_a, &group_b, top)
 }
 
 #[cfg(test)]

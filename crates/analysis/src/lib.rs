@@ -21,8 +21,9 @@ pub use aggregate::{
 pub use diff::{DiffError, DiffResult, DiffRow, IndexedDump, diff};
 pub use index::{CHUNK_TARGET_BYTES, IndexEncoder, IndexEntry, IndexError, decode_chunk};
 pub use leaks::{
-    DumpSites, EvidencePoint, GroupDifference, LeakOptions, LeakReport, LeakSuspect, ProcessDumps,
-    ProcessEvidence, SinceDump, SiteTrend, analyse_process, compare_groups, leak_report,
+    DumpSites, EvidencePoint, GroupDifference, GroupSummary, LeakAccumulator, LeakOptions,
+    LeakReport, LeakSuspect, ProcessDumps, ProcessEvidence, SinceDump, SiteTrend, analyse_process,
+    compare, compare_groups, leak_report,
 };
 pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path};
 pub use views::{
