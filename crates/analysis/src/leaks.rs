@@ -693,7 +693,10 @@ mod tests {
 
     /// Builds a process whose dump `k` (taken every 10 minutes, GC watermark 10k + 9) holds,
     /// for each `(site line, rows)`, the given (generation, count) rows.
-    fn process(host: &str, pid: u32, dumps: Vec<Vec<(u32, Vec<(u32, u64)>)>>) -> ProcessDumps {
+    /// A site line and its (generation, count) rows in one dump.
+    type TestSite = (u32, Vec<(u32, u64)>);
+
+    fn process(host: &str, pid: u32, dumps: Vec<Vec<TestSite>>) -> ProcessDumps {
         ProcessDumps {
             host: host.to_owned(),
             pid,
@@ -742,7 +745,7 @@ mod tests {
     }
 
     /// Dump k of a leak at `line`: 10 survivors from each interval so far (generation 10i+5).
-    fn leak_rows(line: u32, k: usize, per_interval: u64) -> (u32, Vec<(u32, u64)>) {
+    fn leak_rows(line: u32, k: usize, per_interval: u64) -> TestSite {
         (
             line,
             (0..=k).map(|i| (i as u32 * 10 + 5, per_interval)).collect(),
@@ -750,12 +753,12 @@ mod tests {
     }
 
     /// Dump k of churn at `line`: `amount` objects, all from the newest interval.
-    fn churn_rows(line: u32, k: usize, amount: u64) -> (u32, Vec<(u32, u64)>) {
+    fn churn_rows(line: u32, k: usize, amount: u64) -> TestSite {
         (line, vec![(k as u32 * 10 + 5, amount)])
     }
 
     /// Dump k of a cache that fills over 3 intervals, then stops.
-    fn plateau_rows(line: u32, k: usize) -> (u32, Vec<(u32, u64)>) {
+    fn plateau_rows(line: u32, k: usize) -> TestSite {
         (
             line,
             (0..=k.min(2)).map(|i| (i as u32 * 10 + 5, 50)).collect(),
