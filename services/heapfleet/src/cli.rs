@@ -64,6 +64,19 @@ pub(crate) enum Command {
     /// Objects are matched by identity (object_id where Ruby wrote one; otherwise address, type,
     /// site and generation), so a reused slot is never mistaken for a retained object.
     Diff(DiffArgs),
+    /// Rank the allocation sites that leak: whose retained objects keep rising, in which
+    /// processes and on which hosts, how fast, since when.
+    ///
+    /// Reads every ingested dump in scope (at least 3 dumps per process to judge it). See the
+    /// README, "How leaks are ranked", for what counts and how the score works.
+    Leaks(LeaksArgs),
+    /// Compare two selections of processes, site by site: growth and size in A vs B.
+    ///
+    /// A selector is key=value[,key=value...]: host=, role=, pid=, since=, until= (Unix seconds
+    /// or RFC 3339) select by process and time; any other key is a label (version=1.3).
+    Compare(CompareArgs),
+    /// One site's live objects across dumps, per process, as a table, JSON or an SVG chart.
+    Timeline(TimelineArgs),
     /// Import the example dumps shipped with heapfleet and show what they reveal.
     Demo(DemoArgs),
     /// Send heap dumps (files or directories) to a heapfleet server, which ingests them.
@@ -78,6 +91,72 @@ pub(crate) enum Command {
     /// Point other machines' `heapfleet upload --server` and the read commands' --server at it.
     /// Stops gracefully on Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+}
+
+/// Which dumps a fleet command reads.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ScopeArgs {
+    /// Only processes on this host.
+    #[arg(long)]
+    pub(crate) host: Option<String>,
+
+    /// Only this pid.
+    #[arg(long)]
+    pub(crate) pid: Option<u32>,
+
+    /// Only processes of this role.
+    #[arg(long)]
+    pub(crate) role: Option<String>,
+
+    /// Only dumps with this label, as key=value (repeatable; all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
+
+    /// Only dumps taken at or after this time (Unix seconds or RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) since: Option<i64>,
+
+    /// Only dumps taken before this time (Unix seconds or RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) until: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LeaksArgs {
+    #[command(flatten)]
+    pub(crate) scope: ScopeArgs,
+
+    /// Suspects to show.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) top: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// The first selection, e.g. `version=1.2` or `host=web-1` or `until=2026-11-01T00:00:00Z`.
+    #[arg(long, value_name = "SELECTOR")]
+    pub(crate) a: String,
+
+    /// The second selection, e.g. `version=1.3`.
+    #[arg(long, value_name = "SELECTOR")]
+    pub(crate) b: String,
+
+    /// Rows to show.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) top: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TimelineArgs {
+    /// The site as FILE:LINE; FILE may be a trailing part of the path (app/models/user.rb:12).
+    pub(crate) site: String,
+
+    #[command(flatten)]
+    pub(crate) scope: ScopeArgs,
+
+    /// Also draw the timeline as a chart into this file (.svg).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -263,7 +342,7 @@ pub(crate) struct DemoArgs {
     pub(crate) dumps: PathBuf,
 }
 
-fn parse_label(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("label {text:?} is not KEY=VALUE"))?;

@@ -4,12 +4,16 @@
 //! from the data directory, or asked of a server with --server. Import and demo write the data
 //! directory; upload sends to a server; serve runs one.
 
+mod compare;
 mod demo;
 mod diff;
 mod dumps;
 mod import;
+mod leaks;
+mod scope;
 mod serve;
 mod show;
+mod timeline;
 mod upload;
 
 use std::process::ExitCode;
@@ -53,6 +57,21 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => {
             let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
             show::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leaks(args) => {
+            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            leaks::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare(args) => {
+            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            compare::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Timeline(args) => {
+            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            timeline::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff(args) => {

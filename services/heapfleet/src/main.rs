@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod local;
 mod output;
+mod plot;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! [`RemoteQueries`]: the queries asked of a query service over gRPC.
 
 use async_trait::async_trait;
-use heapfleet_analysis::GenerationFilter;
+use heapfleet_analysis::{GenerationFilter, LeakReport};
 use heapfleet_catalog::{DumpRecord, ProcessSummary};
 use heapfleet_proto::ingest::v1 as ingest_pb;
 use heapfleet_proto::query::v1 as pb;
@@ -12,7 +12,8 @@ use tonic::transport::Channel;
 use crate::QueryError;
 use crate::convert;
 use crate::model::{
-    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary, RollupQuery,
+    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary, GroupComparison,
+    RollupQuery, SiteTimeline,
 };
 use crate::reader::Queries;
 
@@ -147,5 +148,56 @@ impl Queries for RemoteQueries {
             .await?
             .into_inner();
         convert::diff_from(response)
+    }
+
+    async fn leak_report(&self, scope: &DumpQuery, top: usize) -> Result<LeakReport, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .leak_report(pb::LeakReportRequest {
+                scope: Some(convert::selector_to(scope)),
+                top: u32::try_from(top).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::leak_report_from(response)
+    }
+
+    async fn compare(
+        &self,
+        a: &DumpQuery,
+        b: &DumpQuery,
+        top: usize,
+    ) -> Result<GroupComparison, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .compare_groups(pb::CompareGroupsRequest {
+                a: Some(convert::selector_to(a)),
+                b: Some(convert::selector_to(b)),
+                top: u32::try_from(top).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::comparison_from(response)
+    }
+
+    async fn site_timeline(
+        &self,
+        file: &str,
+        line: u32,
+        scope: &DumpQuery,
+    ) -> Result<SiteTimeline, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .site_timeline(pb::SiteTimelineRequest {
+                file: file.to_owned(),
+                line,
+                scope: Some(convert::selector_to(scope)),
+            })
+            .await?
+            .into_inner();
+        Ok(convert::timeline_from(file, line, response))
     }
 }

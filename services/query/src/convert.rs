@@ -2,8 +2,9 @@
 //! agree on every field.
 
 use heapfleet_analysis::{
-    DiffRow, DuplicatedString, GenerationDetail, GenerationFilter, GenerationTotals, GroupBy,
-    RankBy, RollupRow, SiteKey, Totals,
+    DiffRow, DuplicatedString, EvidencePoint, GenerationDetail, GenerationFilter, GenerationTotals,
+    GroupBy, GroupDifference, LeakReport, LeakSuspect, ProcessEvidence, RankBy, RollupRow,
+    SinceDump, SiteKey, Totals,
 };
 use heapfleet_catalog::ProcessSummary;
 use heapfleet_proto::query::v1 as pb;
@@ -11,7 +12,8 @@ use heapfleet_service::convert::{dump_from_proto, dump_to_proto};
 
 use crate::QueryError;
 use crate::model::{
-    BadLineSample, DumpDiff, DumpGenerationDetail, DumpRollup, DumpSummary, ParseSummary,
+    BadLineSample, DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary,
+    GroupComparison, ParseSummary, ProcessTimeline, SiteTimeline, TimelinePoint,
 };
 
 pub(crate) fn totals_to(totals: &Totals) -> pb::Totals {
@@ -358,4 +360,243 @@ pub(crate) fn diff_from(response: pb::DiffDumpsResponse) -> Result<DumpDiff, Que
         total: totals_from(response.total),
         row_count: response.row_count as usize,
     })
+}
+
+pub(crate) fn selector_to(query: &DumpQuery) -> pb::Selector {
+    pb::Selector {
+        host: query.host.clone().unwrap_or_default(),
+        pid: query.pid,
+        role: query.role.clone().unwrap_or_default(),
+        labels: query.labels.clone().into_iter().collect(),
+        taken_after_unix: query.taken_after,
+        taken_before_unix: query.taken_before,
+    }
+}
+
+pub(crate) fn selector_from(selector: Option<pb::Selector>) -> DumpQuery {
+    let selector = selector.unwrap_or_default();
+    let non_empty = |text: String| (!text.is_empty()).then_some(text);
+    DumpQuery {
+        host: non_empty(selector.host),
+        pid: selector.pid,
+        role: non_empty(selector.role),
+        labels: selector.labels.into_iter().collect(),
+        taken_after: selector.taken_after_unix,
+        taken_before: selector.taken_before_unix,
+        status: None,
+    }
+}
+
+fn evidence_point_to(point: &EvidencePoint) -> pb::EvidencePoint {
+    pb::EvidencePoint {
+        dump_id: point.dump_id.clone(),
+        taken_at_unix: point.taken_at_unix,
+        jobs: point.jobs,
+        count: point.count,
+        memsize: point.memsize,
+        retained_floor: point.retained_floor,
+    }
+}
+
+fn evidence_point_from(point: pb::EvidencePoint) -> EvidencePoint {
+    EvidencePoint {
+        dump_id: point.dump_id,
+        taken_at_unix: point.taken_at_unix,
+        jobs: point.jobs,
+        count: point.count,
+        memsize: point.memsize,
+        retained_floor: point.retained_floor,
+    }
+}
+
+fn count_to(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+pub(crate) fn leak_report_to(report: &LeakReport) -> pb::LeakReportResponse {
+    pb::LeakReportResponse {
+        suspects: report
+            .suspects
+            .iter()
+            .map(|suspect| pb::LeakSuspect {
+                site: Some(site_to(&suspect.site)),
+                score: suspect.score,
+                processes_growing: count_to(suspect.processes_growing),
+                processes_total: count_to(suspect.processes_total),
+                hosts_growing: suspect.hosts_growing.clone(),
+                hosts_total: count_to(suspect.hosts_total),
+                growth_per_dump: suspect.growth_per_dump,
+                bytes_per_dump: suspect.bytes_per_dump,
+                growth_per_hour: suspect.growth_per_hour,
+                bytes_per_hour: suspect.bytes_per_hour,
+                growth_per_1000_jobs: suspect.growth_per_1000_jobs,
+                since: suspect.since.as_ref().map(|since| pb::SinceDump {
+                    dump_id: since.dump_id.clone(),
+                    taken_at_unix: since.taken_at_unix,
+                    host: since.host.clone(),
+                    pid: since.pid,
+                }),
+                evidence: suspect
+                    .evidence
+                    .iter()
+                    .map(|evidence| pb::ProcessEvidence {
+                        host: evidence.host.clone(),
+                        pid: evidence.pid,
+                        instance: evidence.instance.clone(),
+                        growing: evidence.growing,
+                        score: evidence.score,
+                        growth_per_dump: evidence.growth_per_dump,
+                        series: evidence.series.iter().map(evidence_point_to).collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        processes_analysed: count_to(report.processes_analysed),
+        dumps_analysed: count_to(report.dumps_analysed),
+    }
+}
+
+pub(crate) fn leak_report_from(response: pb::LeakReportResponse) -> Result<LeakReport, QueryError> {
+    let mut suspects = Vec::with_capacity(response.suspects.len());
+    for suspect in response.suspects {
+        suspects.push(LeakSuspect {
+            site: site_from(suspect.site)?,
+            score: suspect.score,
+            processes_growing: suspect.processes_growing as usize,
+            processes_total: suspect.processes_total as usize,
+            hosts_growing: suspect.hosts_growing,
+            hosts_total: suspect.hosts_total as usize,
+            growth_per_dump: suspect.growth_per_dump,
+            bytes_per_dump: suspect.bytes_per_dump,
+            growth_per_hour: suspect.growth_per_hour,
+            bytes_per_hour: suspect.bytes_per_hour,
+            growth_per_1000_jobs: suspect.growth_per_1000_jobs,
+            since: suspect.since.map(|since| SinceDump {
+                dump_id: since.dump_id,
+                taken_at_unix: since.taken_at_unix,
+                host: since.host,
+                pid: since.pid,
+            }),
+            evidence: suspect
+                .evidence
+                .into_iter()
+                .map(|evidence| ProcessEvidence {
+                    host: evidence.host,
+                    pid: evidence.pid,
+                    instance: evidence.instance,
+                    growing: evidence.growing,
+                    score: evidence.score,
+                    growth_per_dump: evidence.growth_per_dump,
+                    series: evidence
+                        .series
+                        .into_iter()
+                        .map(evidence_point_from)
+                        .collect(),
+                })
+                .collect(),
+        });
+    }
+    Ok(LeakReport {
+        suspects,
+        processes_analysed: response.processes_analysed as usize,
+        dumps_analysed: response.dumps_analysed as usize,
+    })
+}
+
+pub(crate) fn comparison_to(comparison: &GroupComparison) -> pb::CompareGroupsResponse {
+    pb::CompareGroupsResponse {
+        a_processes: count_to(comparison.a_processes),
+        b_processes: count_to(comparison.b_processes),
+        rows: comparison
+            .rows
+            .iter()
+            .map(|row| pb::GroupDifference {
+                site: Some(site_to(&row.site)),
+                a_growth_per_dump: row.a_growth_per_dump,
+                b_growth_per_dump: row.b_growth_per_dump,
+                a_count: row.a_count,
+                b_count: row.b_count,
+                delta_growth_per_dump: row.delta_growth_per_dump,
+                delta_count: row.delta_count,
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn comparison_from(
+    response: pb::CompareGroupsResponse,
+) -> Result<GroupComparison, QueryError> {
+    let mut rows = Vec::with_capacity(response.rows.len());
+    for row in response.rows {
+        rows.push(GroupDifference {
+            site: site_from(row.site)?,
+            a_growth_per_dump: row.a_growth_per_dump,
+            b_growth_per_dump: row.b_growth_per_dump,
+            a_count: row.a_count,
+            b_count: row.b_count,
+            delta_growth_per_dump: row.delta_growth_per_dump,
+            delta_count: row.delta_count,
+        });
+    }
+    Ok(GroupComparison {
+        a_processes: response.a_processes as usize,
+        b_processes: response.b_processes as usize,
+        rows,
+    })
+}
+
+pub(crate) fn timeline_to(timeline: &SiteTimeline) -> pb::SiteTimelineResponse {
+    pb::SiteTimelineResponse {
+        processes: timeline
+            .processes
+            .iter()
+            .map(|process| pb::ProcessTimeline {
+                host: process.host.clone(),
+                pid: process.pid,
+                instance: process.instance.clone(),
+                points: process
+                    .points
+                    .iter()
+                    .map(|point| pb::TimelinePoint {
+                        dump_id: point.dump_id.clone(),
+                        taken_at_unix: point.taken_at_unix,
+                        jobs: point.jobs,
+                        count: point.count,
+                        memsize: point.memsize,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn timeline_from(
+    file: &str,
+    line: u32,
+    response: pb::SiteTimelineResponse,
+) -> SiteTimeline {
+    SiteTimeline {
+        file: file.to_owned(),
+        line,
+        processes: response
+            .processes
+            .into_iter()
+            .map(|process| ProcessTimeline {
+                host: process.host,
+                pid: process.pid,
+                instance: process.instance,
+                points: process
+                    .points
+                    .into_iter()
+                    .map(|point| TimelinePoint {
+                        dump_id: point.dump_id,
+                        taken_at_unix: point.taken_at_unix,
+                        jobs: point.jobs,
+                        count: point.count,
+                        memsize: point.memsize,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }

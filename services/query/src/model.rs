@@ -151,3 +151,61 @@ pub struct DumpQuery {
     /// Only dumps in this state.
     pub status: Option<heapfleet_catalog::DumpStatusKind>,
 }
+
+/// Two groups' per-site differences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupComparison {
+    /// Processes judged in group A.
+    pub a_processes: usize,
+    /// Processes judged in group B.
+    pub b_processes: usize,
+    /// Differences, most changed first.
+    pub rows: Vec<heapfleet_analysis::GroupDifference>,
+}
+
+/// One dump of a site's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// The dump.
+    pub dump_id: String,
+    /// When it was taken.
+    pub taken_at_unix: i64,
+    /// The jobs counter then.
+    pub jobs: Option<u64>,
+    /// Live objects of the site.
+    pub count: u64,
+    /// Their bytes.
+    pub memsize: u64,
+}
+
+/// A site's timeline in one process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessTimeline {
+    /// The host.
+    pub host: String,
+    /// The pid.
+    pub pid: u32,
+    /// The instance.
+    pub instance: String,
+    /// One point per dump, oldest first.
+    pub points: Vec<TimelinePoint>,
+}
+
+/// A site's timeline across the selected processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteTimeline {
+    /// The file as asked (matched as a trailing part of each site's path).
+    pub file: String,
+    /// The line.
+    pub line: u32,
+    /// One timeline per process that has dumps in scope.
+    pub processes: Vec<ProcessTimeline>,
+}
+
+/// Whether a site's `path` is `wanted` or ends with `/wanted`.
+pub fn path_matches(path: &str, wanted: &str) -> bool {
+    path == wanted
+        || path
+            .strip_suffix(wanted)
+            .is_some_and(|head| head.ends_with('/') || wanted.starts_with('/'))
+}

@@ -6,13 +6,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use heapfleet_analysis::{generation_detail, generation_totals, rollup};
+use futures::StreamExt;
+use heapfleet_analysis::{
+    DumpSites, GroupSummary, LeakAccumulator, LeakOptions, LeakReport, ProcessDumps,
+    generation_detail, generation_totals, rollup,
+};
 use heapfleet_catalog::{Catalog, DumpFilter, DumpRecord, ProcessSummary};
 use heapfleet_storage::AggregateStore;
 
 use crate::QueryError;
 use crate::model::{
-    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary, ParseSummary, RollupQuery,
+    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary, GroupComparison,
+    ParseSummary, ProcessTimeline, RollupQuery, SiteTimeline, TimelinePoint, path_matches,
 };
 
 /// Everything the read commands ask.
@@ -40,6 +45,26 @@ pub trait Queries: Send + Sync {
 
     /// The identity-aware diff of two or more dumps of one process; `top` 0 keeps every row.
     async fn diff(&self, references: &[String], top: usize) -> Result<DumpDiff, QueryError>;
+
+    /// The leak report over the processes with ready dumps in `scope`, `top` suspects.
+    async fn leak_report(&self, scope: &DumpQuery, top: usize) -> Result<LeakReport, QueryError>;
+
+    /// Per-site differences between the processes of two selections, `top` rows.
+    async fn compare(
+        &self,
+        a: &DumpQuery,
+        b: &DumpQuery,
+        top: usize,
+    ) -> Result<GroupComparison, QueryError>;
+
+    /// A site's live objects per dump, per process in `scope`. `file` matches a site's path
+    /// or a trailing part of it.
+    async fn site_timeline(
+        &self,
+        file: &str,
+        line: u32,
+        scope: &DumpQuery,
+    ) -> Result<SiteTimeline, QueryError>;
 }
 
 /// Answers queries from a catalog and an aggregate store, for one tenant.
@@ -113,6 +138,63 @@ impl StoreQueries {
                 "{reference:?} matches several dumps; give more of the id"
             ))),
         }
+    }
+
+    /// The ready dumps in `scope`, grouped by process (host, pid, instance), each process's
+    /// dumps oldest first.
+    async fn processes_in(&self, scope: &DumpQuery) -> Result<Vec<Vec<DumpRecord>>, QueryError> {
+        let query = DumpQuery {
+            status: Some(heapfleet_catalog::DumpStatusKind::Ready),
+            ..scope.clone()
+        };
+        let dumps = self.list_dumps(&query).await?;
+        let mut processes: Vec<Vec<DumpRecord>> = Vec::new();
+        for dump in dumps {
+            match processes.last_mut() {
+                Some(process) if process[0].process == dump.process => process.push(dump),
+                _ => processes.push(vec![dump]),
+            }
+        }
+        Ok(processes)
+    }
+
+    /// Reads the site rows of every dump of each process, [`PROCESS_READS_IN_FLIGHT`]
+    /// processes at a time, handing each process to `visit` in order.
+    async fn for_each_process(
+        &self,
+        processes: Vec<Vec<DumpRecord>>,
+        mut visit: impl FnMut(ProcessDumps),
+    ) -> Result<(), QueryError> {
+        let store = self.store.clone();
+        let mut reads = futures::stream::iter(processes.into_iter().map(|dumps| {
+            let store = store.clone();
+            async move {
+                let ids: Vec<&str> = dumps.iter().map(|dump| dump.id.as_str()).collect();
+                let stats = store.site_totals_for_dumps(&ids).await?;
+                let first = &dumps[0].process;
+                let process = ProcessDumps {
+                    host: first.host.clone(),
+                    pid: first.pid,
+                    instance: first.instance.clone(),
+                    dumps: dumps
+                        .iter()
+                        .zip(stats)
+                        .map(|(dump, stats)| DumpSites {
+                            dump_id: dump.id.to_string(),
+                            taken_at_unix: dump.taken_at_unix,
+                            jobs: dump.jobs,
+                            sites: stats.sites,
+                        })
+                        .collect(),
+                };
+                Ok::<_, QueryError>(process)
+            }
+        }))
+        .buffered(PROCESS_READS_IN_FLIGHT);
+        while let Some(process) = reads.next().await {
+            visit(process?);
+        }
+        Ok(())
     }
 
     /// Resolves a dump that must be ready to be read.
@@ -234,7 +316,93 @@ impl Queries for StoreQueries {
             row_count,
         })
     }
+
+    async fn leak_report(&self, scope: &DumpQuery, top: usize) -> Result<LeakReport, QueryError> {
+        let processes = self.processes_in(scope).await?;
+        let mut report = LeakAccumulator::new(LeakOptions::default());
+        self.for_each_process(processes, |process| report.add_process(&process))
+            .await?;
+        Ok(report.finish(top))
+    }
+
+    async fn compare(
+        &self,
+        a: &DumpQuery,
+        b: &DumpQuery,
+        top: usize,
+    ) -> Result<GroupComparison, QueryError> {
+        let mut groups = Vec::with_capacity(2);
+        for scope in [a, b] {
+            let processes = self.processes_in(scope).await?;
+            let mut group = GroupSummary::new(LeakOptions::default());
+            self.for_each_process(processes, |process| group.add_process(&process))
+                .await?;
+            groups.push(group);
+        }
+        Ok(GroupComparison {
+            a_processes: groups[0].processes(),
+            b_processes: groups[1].processes(),
+            rows: heapfleet_analysis::compare(&groups[0], &groups[1], top),
+        })
+    }
+
+    async fn site_timeline(
+        &self,
+        file: &str,
+        line: u32,
+        scope: &DumpQuery,
+    ) -> Result<SiteTimeline, QueryError> {
+        if file.is_empty() {
+            return Err(QueryError::Invalid("the site needs a file".to_owned()));
+        }
+        let processes = self.processes_in(scope).await?;
+        let mut timelines = Vec::new();
+        self.for_each_process(processes, |process| {
+            let points = process
+                .dumps
+                .iter()
+                .map(|dump| {
+                    let (count, memsize) = dump
+                        .sites
+                        .iter()
+                        .filter(|row| {
+                            row.site.line == Some(line)
+                                && row
+                                    .site
+                                    .file
+                                    .as_deref()
+                                    .is_some_and(|path| path_matches(path, file))
+                        })
+                        .fold((0, 0), |(count, memsize), row| {
+                            (count + row.totals.count, memsize + row.totals.memsize)
+                        });
+                    TimelinePoint {
+                        dump_id: dump.dump_id.clone(),
+                        taken_at_unix: dump.taken_at_unix,
+                        jobs: dump.jobs,
+                        count,
+                        memsize,
+                    }
+                })
+                .collect();
+            timelines.push(ProcessTimeline {
+                host: process.host,
+                pid: process.pid,
+                instance: process.instance,
+                points,
+            });
+        })
+        .await?;
+        Ok(SiteTimeline {
+            file: file.to_owned(),
+            line,
+            processes: timelines,
+        })
+    }
 }
+
+/// Processes whose site rows are read at once by the fleet queries.
+const PROCESS_READS_IN_FLIGHT: usize = 8;
 
 /// Awaits every future, failing on the first error.
 async fn futures_join_all<T, F>(futures: impl IntoIterator<Item = F>) -> Result<Vec<T>, QueryError>

@@ -129,4 +129,44 @@ impl QueryService for QueryServer {
             .await?;
         Ok(Response::new(convert::diff_to(&diff)))
     }
+
+    async fn leak_report(
+        &self,
+        request: Request<pb::LeakReportRequest>,
+    ) -> Result<Response<pb::LeakReportResponse>, Status> {
+        let request = request.into_inner();
+        let scope = convert::selector_from(request.scope);
+        let report = self
+            .queries
+            .leak_report(&scope, top_or_default(request.top))
+            .await?;
+        Ok(Response::new(convert::leak_report_to(&report)))
+    }
+
+    async fn compare_groups(
+        &self,
+        request: Request<pb::CompareGroupsRequest>,
+    ) -> Result<Response<pb::CompareGroupsResponse>, Status> {
+        let request = request.into_inner();
+        let a = convert::selector_from(request.a);
+        let b = convert::selector_from(request.b);
+        let comparison = self
+            .queries
+            .compare(&a, &b, top_or_default(request.top))
+            .await?;
+        Ok(Response::new(convert::comparison_to(&comparison)))
+    }
+
+    async fn site_timeline(
+        &self,
+        request: Request<pb::SiteTimelineRequest>,
+    ) -> Result<Response<pb::SiteTimelineResponse>, Status> {
+        let request = request.into_inner();
+        let scope = convert::selector_from(request.scope);
+        let timeline = self
+            .queries
+            .site_timeline(&request.file, request.line, &scope)
+            .await?;
+        Ok(Response::new(convert::timeline_to(&timeline)))
+    }
 }

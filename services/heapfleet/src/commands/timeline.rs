@@ -1,0 +1,73 @@
+//! `heapfleet timeline`: one site's live objects across dumps, per process.
+
+use anyhow::{Context, bail};
+use heapfleet_query::Queries;
+
+use crate::cli::TimelineArgs;
+use crate::commands::scope::{parse_site, scope_query};
+use crate::output::{Format, TableBuilder, bytes, count, print_json, print_line, time};
+use crate::plot::{Series, line_chart};
+
+pub(crate) async fn run(
+    queries: &dyn Queries,
+    args: TimelineArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let (file, line) = parse_site(&args.site)?;
+    if let Some(plot) = &args.plot
+        && plot.extension().is_none_or(|extension| extension != "svg")
+    {
+        bail!(
+            "--plot writes SVG: give a file name ending in .svg (not {})",
+            plot.display()
+        );
+    }
+    let timeline = queries
+        .site_timeline(&file, line, &scope_query(&args.scope))
+        .await?;
+    if let Some(plot) = &args.plot {
+        let series: Vec<Series> = timeline
+            .processes
+            .iter()
+            .map(|process| Series {
+                label: format!("{} pid {}", process.host, process.pid),
+                points: process
+                    .points
+                    .iter()
+                    .map(|point| (point.taken_at_unix, point.count as f64))
+                    .collect(),
+            })
+            .collect();
+        let svg = line_chart(&format!("{file}:{line}"), "live objects", &series);
+        std::fs::write(plot, svg).with_context(|| format!("cannot write {}", plot.display()))?;
+    }
+    match format {
+        Format::Json => print_json(&timeline),
+        Format::Table => {
+            let mut table = TableBuilder::new(
+                &[
+                    "host", "pid", "dump", "taken at", "jobs", "objects", "memsize",
+                ],
+                &[false, true, false, false, true, true, true],
+            );
+            for process in &timeline.processes {
+                for point in &process.points {
+                    table.row(vec![
+                        process.host.clone(),
+                        process.pid.to_string(),
+                        point.dump_id.clone(),
+                        time(point.taken_at_unix),
+                        point.jobs.map_or_else(String::new, count),
+                        count(point.count),
+                        bytes(point.memsize),
+                    ]);
+                }
+            }
+            table.print("no ingested dumps in scope")?;
+            if let Some(plot) = &args.plot {
+                print_line(&format!("chart written to {}", plot.display()))?;
+            }
+            Ok(())
+        }
+    }
+}
