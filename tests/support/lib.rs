@@ -66,6 +66,30 @@ pub fn generated_dump(
         })
 }
 
+/// Returns `out_dir` holding the fleet that `ruby tests/fixtures/ruby/make_fleet.rb OUT_DIR`
+/// writes (`<release>/<host>/heap-<pid>-<ts>-<jobs>.dump` and `fleet-truth.json`), generating
+/// it only if no earlier run completed (the script writes a `.complete` marker last).
+pub fn generated_fleet(out_dir: &Path) -> anyhow::Result<PathBuf> {
+    if !out_dir.join(".complete").exists() {
+        // A run cut short leaves a partial fleet behind: start clean.
+        if out_dir.exists() {
+            std::fs::remove_dir_all(out_dir)
+                .with_context(|| format!("failed to clear {}", out_dir.display()))?;
+        }
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("failed to create {}", out_dir.display()))?;
+        let status = Command::new("ruby")
+            .arg(fixture("ruby/make_fleet.rb"))
+            .arg(out_dir)
+            .status()
+            .context("failed to run ruby (install Debian's `ruby`, see scripts/test.sh)")?;
+        if !status.success() || !out_dir.join(".complete").exists() {
+            bail!("make_fleet.rb {} failed with {status}", out_dir.display());
+        }
+    }
+    Ok(out_dir.to_path_buf())
+}
+
 /// Runs `ruby scripts/heapy-oracle.rb ARGS...` and parses its JSON answer.
 pub fn heapy_oracle(args: &[&str]) -> anyhow::Result<serde_json::Value> {
     let output = Command::new("ruby")
