@@ -12,12 +12,13 @@
 //!
 //! Counting a site's live objects per dump mixes survivors with churn. The floor separates
 //! them. Every object carries its allocation generation (the GC count when it was allocated),
-//! and a dump's *watermark* is the newest generation in it: everything at or below it existed
-//! when the dump was taken. For dump `k` of a process and a site, the floor `F_k` is the
-//! smallest number, over every later dump `j > k`, of that site's objects in dump `j` whose
-//! generation is at or below dump `k`'s watermark: objects that existed at dump `k` and were
-//! still there in every later dump (as counts, a lower bound). `F_k` is defined for every dump
-//! but the last.
+//! and a dump's *watermark* is the newest generation in it, the GC count at dump time. Objects
+//! of an older generation existed when the dump was taken; objects of the watermark's own
+//! generation may have been allocated just after it, before the next GC, so they are left out.
+//! For dump `k` of a process and a site, the floor `F_k` is the smallest number, over every
+//! later dump `j > k`, of that site's objects in dump `j` whose generation is below dump `k`'s
+//! watermark: objects that existed at dump `k` and were still there in every later dump (as
+//! counts, a lower bound). `F_k` is defined for every dump but the last.
 //!
 //! - a leak adds survivors in every interval: `F` rises at every step, to the end;
 //! - a cache that plateaus adds survivors while it fills, then none: `F` rises, then stays flat;
@@ -291,7 +292,7 @@ fn site_trend(
                     .map(|j| {
                         rows[j]
                             .iter()
-                            .filter(|row| row.0.is_some_and(|generation| generation <= watermark))
+                            .filter(|row| row.0.is_some_and(|generation| generation < watermark))
                             .fold((0, 0), |(count, memsize), row| {
                                 (count + row.1, memsize + row.2)
                             })
