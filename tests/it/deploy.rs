@@ -45,7 +45,16 @@ fn allowed_config_keys(binary: &str) -> &'static [&'static str] {
             "max_attempts",
             "poll_interval_ms",
         ],
-        "heapfleet-query" => &["listen", "tenant", "catalog", "store"],
+        "heapfleet-query" => &[
+            "listen",
+            "tenant",
+            "catalog",
+            "store",
+            "objects",
+            "s3.endpoint",
+            "s3.region",
+            "s3.allow_http",
+        ],
         other => panic!("no config keys known for {other}"),
     }
 }
@@ -85,6 +94,10 @@ fn allowed_env(binary: &str) -> &'static [&'static str] {
             "HEAPFLEET_TENANT",
             "HEAPFLEET_CATALOG",
             "HEAPFLEET_STORE",
+            "HEAPFLEET_OBJECTS",
+            "HEAPFLEET_S3_ENDPOINT",
+            "HEAPFLEET_S3_REGION",
+            "HEAPFLEET_S3_ALLOW_HTTP",
         ],
         other => panic!("no environment known for {other}"),
     }
@@ -115,6 +128,9 @@ fn required_env(binary: &str) -> &'static [&'static str] {
         "heapfleet-query" => &[
             "HEAPFLEET_CATALOG",
             "HEAPFLEET_STORE",
+            "HEAPFLEET_OBJECTS",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_SERVICE_NAME",
         ],

@@ -11,6 +11,7 @@ mod aggregate;
 mod diff;
 mod index;
 mod leaks;
+mod paths;
 mod site;
 mod views;
 
@@ -24,6 +25,9 @@ pub use leaks::{
     DumpSites, EvidencePoint, GroupDifference, GroupSummary, LeakAccumulator, LeakOptions,
     LeakReport, LeakSuspect, ProcessDumps, ProcessEvidence, SinceDump, SiteTrend, analyse_process,
     compare, compare_groups, leak_report,
+};
+pub use paths::{
+    GraphBuilder, ObjectGraph, PathStep, PathTarget, RetainerPath, RetainerPaths, retainer_paths,
 };
 pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path};
 pub use views::{

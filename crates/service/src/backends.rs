@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use heapfleet_catalog::{Catalog, PostgresCatalog, SqliteCatalog};
-use heapfleet_objects::object_store::path::Path as ObjectPath;
+pub use heapfleet_objects::object_store::path::Path as ObjectPath;
 use heapfleet_objects::object_store::{ObjectStore, ObjectStoreExt};
 use heapfleet_objects::{ObjectStoreUrl, S3Options, open_object_store};
 use heapfleet_storage::{
@@ -166,6 +166,42 @@ impl Objects {
             .list_with_delimiter(Some(&self.prefix))
             .await
             .map(|_| ())
+    }
+
+    /// Opens the object at `key` for reading on a blocking thread (a parse). A local file is
+    /// read directly; anything else streams through the async client (call this inside a tokio
+    /// runtime, and read from a blocking task). Errors keep object_store's kind (NotFound).
+    pub async fn reader(
+        &self,
+        key: &ObjectPath,
+    ) -> Result<Box<dyn std::io::Read + Send>, heapfleet_objects::object_store::Error> {
+        use std::io::{Read, Seek, SeekFrom};
+
+        use futures::TryStreamExt;
+        use heapfleet_objects::object_store::GetResultPayload;
+
+        let object = self.store.get(key).await?;
+        let range = object.range.clone();
+        // The generic stream hands a local file over in 8 KiB pieces, each from a blocking
+        // task, which costs more than parsing them: read the file directly instead.
+        Ok(match object.payload {
+            GetResultPayload::File(mut file, path) => {
+                file.seek(SeekFrom::Start(range.start)).map_err(|source| {
+                    heapfleet_objects::object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: format!("cannot seek {}: {source}", path.display()).into(),
+                    }
+                })?;
+                Box::new(file.take(range.end - range.start))
+            }
+            GetResultPayload::Stream(stream) => {
+                let bytes = stream
+                    .map_err(|error| std::io::Error::other(crate::status::error_chain(&error)));
+                Box::new(tokio_util::io::SyncIoBridge::new(
+                    tokio_util::io::StreamReader::new(bytes),
+                ))
+            }
+        })
     }
 
     /// Reads an object's size (HEAD).

@@ -77,6 +77,12 @@ pub(crate) enum Command {
     Compare(CompareArgs),
     /// One site's live objects across dumps, per process, as a table, JSON or an SVG chart.
     Timeline(TimelineArgs),
+    /// Why objects are alive: the shortest chains of references from the GC roots to sample
+    /// objects of a site (FILE:LINE) or to one object (0xADDRESS) in one dump.
+    ///
+    /// The dump is parsed again (no object graph is kept at ingest): from object storage for an
+    /// uploaded dump, or from --file for one imported from a local file.
+    Paths(PathsArgs),
     /// Import the example dumps shipped with heapfleet and show what they reveal.
     Demo(DemoArgs),
     /// Send heap dumps (files or directories) to a heapfleet server, which ingests them.
@@ -157,6 +163,23 @@ pub(crate) struct TimelineArgs {
     /// Also draw the timeline as a chart into this file (.svg).
     #[arg(long, value_name = "FILE")]
     pub(crate) plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PathsArgs {
+    /// Dump id (or a unique prefix of one).
+    pub(crate) dump: String,
+
+    /// FILE:LINE (FILE may be a trailing part of the path), or an object's 0xADDRESS.
+    pub(crate) target: String,
+
+    /// Paths to show, one per target object, shortest first.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) max: usize,
+
+    /// The dump's file, for a dump imported from a local file (its SHA-256 must match).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

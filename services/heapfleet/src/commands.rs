@@ -10,6 +10,7 @@ mod diff;
 mod dumps;
 mod import;
 mod leaks;
+mod paths;
 mod scope;
 mod serve;
 mod show;
@@ -72,6 +73,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Timeline(args) => {
             let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
             timeline::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Paths(args) => {
+            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            paths::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff(args) => {

@@ -6,15 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use heapfleet_catalog::{Catalog, CatalogError, DumpId, DumpStatus, Job};
 use heapfleet_dump::ParseOptions;
 use heapfleet_ingest::{IngestError, StoredDump, error_chain, parse_into_store};
+use heapfleet_objects::object_store;
 use heapfleet_objects::object_store::path::Path as ObjectPath;
-use heapfleet_objects::object_store::{self, ObjectStoreExt};
 use heapfleet_service::backends::Objects;
 use heapfleet_storage::AggregateStore;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
 
 use crate::WorkerSettings;
@@ -297,22 +295,15 @@ pub async fn ingest_object(
     options: ParseOptions,
     cancel: Arc<AtomicBool>,
 ) -> Result<StoredDump, ObjectIngestError> {
-    let object = objects
-        .store
-        .get(key)
+    let inner = objects
+        .reader(key)
         .await
         .map_err(|error| ObjectIngestError::Open {
             key: key.to_string(),
             not_found: matches!(error, object_store::Error::NotFound { .. }),
             reason: error_chain(&error),
         })?;
-    let bytes = object
-        .into_stream()
-        .map_err(|error| std::io::Error::other(error_chain(&error)));
-    let reader = CancellableReader {
-        inner: SyncIoBridge::new(StreamReader::new(bytes)),
-        cancel,
-    };
+    let reader = CancellableReader { inner, cancel };
     Ok(parse_into_store(reader, dump_id, store, options).await?)
 }
 

@@ -1,7 +1,7 @@
 //! [`RemoteQueries`]: the queries asked of a query service over gRPC.
 
 use async_trait::async_trait;
-use heapfleet_analysis::{GenerationFilter, LeakReport};
+use heapfleet_analysis::{GenerationFilter, LeakReport, PathTarget};
 use heapfleet_catalog::{DumpRecord, ProcessSummary};
 use heapfleet_proto::ingest::v1 as ingest_pb;
 use heapfleet_proto::query::v1 as pb;
@@ -12,8 +12,8 @@ use tonic::transport::Channel;
 use crate::QueryError;
 use crate::convert;
 use crate::model::{
-    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary, GroupComparison,
-    RollupQuery, SiteTimeline,
+    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRetainerPaths, DumpRollup, DumpSummary,
+    GroupComparison, RollupQuery, SiteTimeline,
 };
 use crate::reader::Queries;
 
@@ -199,5 +199,30 @@ impl Queries for RemoteQueries {
             .await?
             .into_inner();
         Ok(convert::timeline_from(file, line, response))
+    }
+
+    async fn retainer_paths(
+        &self,
+        reference: &str,
+        target: &PathTarget,
+        max_paths: usize,
+    ) -> Result<DumpRetainerPaths, QueryError> {
+        let (file, line, address) = match target {
+            PathTarget::Site { file, line } => (file.clone(), *line, None),
+            PathTarget::Address(address) => (String::new(), 0, Some(*address)),
+        };
+        let response = self
+            .client
+            .clone()
+            .retainer_paths(pb::RetainerPathsRequest {
+                dump_id: reference.to_owned(),
+                file,
+                line,
+                address,
+                max_paths: u32::try_from(max_paths).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::paths_from(response)
     }
 }

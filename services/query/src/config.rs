@@ -21,6 +21,10 @@ pub struct QueryConfig {
     pub catalog: String,
     /// The aggregate store URL.
     pub store: String,
+    /// The object store holding the dump files (for retainer paths), when configured.
+    pub objects: Option<String>,
+    /// S3 endpoint, region and credentials for `objects`.
+    pub s3: heapfleet_objects::S3Options,
 }
 
 /// The query service's flags; each also reads a `HEAPFLEET_*` variable.
@@ -41,6 +45,20 @@ pub struct QueryArgs {
     /// Aggregate store: scylla://host:9042/keyspace, or a directory [default: heapfleet-data].
     #[arg(long, env = "HEAPFLEET_STORE")]
     pub store: Option<String>,
+    /// Object store holding the dump files, for retainer paths: s3://bucket/prefix or a
+    /// directory (the gateway's `objects`) [default: none; `paths` then needs --file].
+    #[arg(long, env = "HEAPFLEET_OBJECTS")]
+    pub objects: Option<String>,
+    /// Endpoint of an S3-compatible server (credentials come from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "HEAPFLEET_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "HEAPFLEET_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Allow a plain-http S3 endpoint.
+    #[arg(long, env = "HEAPFLEET_S3_ALLOW_HTTP")]
+    pub s3_allow_http: Option<bool>,
 }
 
 /// The config file's shape.
@@ -55,6 +73,11 @@ pub struct QueryFile {
     pub catalog: Option<String>,
     /// See [`QueryArgs::store`].
     pub store: Option<String>,
+    /// See [`QueryArgs::objects`].
+    pub objects: Option<String>,
+    /// S3 settings.
+    #[serde(default)]
+    pub s3: heapfleet_service::config::S3File,
 }
 
 impl QueryArgs {
@@ -82,7 +105,19 @@ impl QueryArgs {
                 "heapfleet-data".to_owned(),
             ),
             store: pick(self.store.clone(), file.store, "heapfleet-data".to_owned()),
+            objects: self.objects.clone().or(file.objects),
+            s3: {
+                let mut s3_file = file.s3;
+                s3_file.endpoint = self.s3_endpoint.clone().or(s3_file.endpoint);
+                s3_file.region = self.s3_region.clone().or(s3_file.region);
+                s3_file.allow_http = self.s3_allow_http.or(s3_file.allow_http);
+                s3_file.options()
+            },
         };
+        if let Some(objects) = &config.objects {
+            heapfleet_objects::ObjectStoreUrl::parse(objects)
+                .map_err(|error| anyhow::anyhow!("objects: {error}"))?;
+        }
         for (name, value) in [
             ("tenant", &config.tenant),
             ("catalog", &config.catalog),
@@ -113,6 +148,6 @@ mod tests {
         assert_eq!(config.tenant, "other");
         assert_eq!(config.store, "memory://");
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert!(parse_toml::<QueryFile>("objects = \"x\"\n").is_err());
+        assert!(parse_toml::<QueryFile>("limits = 3\n").is_err());
     }
 }

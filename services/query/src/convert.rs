@@ -3,8 +3,8 @@
 
 use heapfleet_analysis::{
     DiffRow, DuplicatedString, EvidencePoint, GenerationDetail, GenerationFilter, GenerationTotals,
-    GroupBy, GroupDifference, LeakReport, LeakSuspect, ProcessEvidence, RankBy, RollupRow,
-    SinceDump, SiteKey, Totals,
+    GroupBy, GroupDifference, LeakReport, LeakSuspect, PathStep, ProcessEvidence, RankBy,
+    RetainerPath, RetainerPaths, RollupRow, SinceDump, SiteKey, Totals,
 };
 use heapfleet_catalog::ProcessSummary;
 use heapfleet_proto::query::v1 as pb;
@@ -12,8 +12,8 @@ use heapfleet_service::convert::{dump_from_proto, dump_to_proto};
 
 use crate::QueryError;
 use crate::model::{
-    BadLineSample, DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary,
-    GroupComparison, ParseSummary, ProcessTimeline, SiteTimeline, TimelinePoint,
+    BadLineSample, DumpDiff, DumpGenerationDetail, DumpQuery, DumpRetainerPaths, DumpRollup,
+    DumpSummary, GroupComparison, ParseSummary, ProcessTimeline, SiteTimeline, TimelinePoint,
 };
 
 pub(crate) fn totals_to(totals: &Totals) -> pb::Totals {
@@ -599,4 +599,63 @@ pub(crate) fn timeline_from(
             })
             .collect(),
     }
+}
+
+pub(crate) fn paths_to(answer: &DumpRetainerPaths) -> pb::RetainerPathsResponse {
+    pb::RetainerPathsResponse {
+        dump: Some(dump_to_proto(&answer.dump)),
+        targets: answer.paths.targets,
+        reachable: answer.paths.reachable,
+        paths: answer
+            .paths
+            .paths
+            .iter()
+            .map(|path| pb::RetainerPath {
+                root: path.root.clone(),
+                steps: path
+                    .steps
+                    .iter()
+                    .map(|step| pb::PathStep {
+                        address: step.address,
+                        r#type: step.object_type.as_str().to_owned(),
+                        class_name: step.class_name.clone(),
+                        file: step.file.clone(),
+                        line: step.line,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn paths_from(
+    response: pb::RetainerPathsResponse,
+) -> Result<DumpRetainerPaths, QueryError> {
+    let mut paths = Vec::with_capacity(response.paths.len());
+    for path in response.paths {
+        let mut steps = Vec::with_capacity(path.steps.len());
+        for step in path.steps {
+            steps.push(PathStep {
+                address: step.address,
+                object_type: step.r#type.parse().map_err(|_| {
+                    QueryError::Internal(format!("unknown object type {:?}", step.r#type))
+                })?,
+                class_name: step.class_name,
+                file: step.file,
+                line: step.line,
+            });
+        }
+        paths.push(RetainerPath {
+            root: path.root,
+            steps,
+        });
+    }
+    Ok(DumpRetainerPaths {
+        dump: dump_from(response.dump)?,
+        paths: RetainerPaths {
+            targets: response.targets,
+            reachable: response.reachable,
+            paths,
+        },
+    })
 }

@@ -24,14 +24,20 @@ pub use config::{DEFAULT_LISTEN, QueryArgs, QueryConfig, QueryFile};
 pub use error::QueryError;
 use heapfleet_service::backends::{open_catalog, open_store};
 use heapfleet_service::{health, server};
-pub use reader::{Queries, StoreQueries};
+pub use reader::{Queries, StoreQueries, paths_in};
 pub use service::{QUERY_SERVICE_NAME, QueryServer};
 
 /// Opens the query service's backends from `config`.
 pub async fn open(config: &QueryConfig) -> anyhow::Result<StoreQueries> {
     let catalog = open_catalog(&config.catalog).await?;
     let store = open_store(&config.store).await?;
-    Ok(StoreQueries::new(config.tenant.clone(), catalog, store))
+    let queries = StoreQueries::new(config.tenant.clone(), catalog, store);
+    Ok(match &config.objects {
+        Some(url) => {
+            queries.with_objects(heapfleet_service::backends::Objects::open(url, &config.s3)?)
+        }
+        None => queries,
+    })
 }
 
 /// Runs the query service until `shutdown` resolves: the query API, health (SERVING while the

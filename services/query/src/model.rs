@@ -209,3 +209,13 @@ pub fn path_matches(path: &str, wanted: &str) -> bool {
             .strip_suffix(wanted)
             .is_some_and(|head| head.ends_with('/') || wanted.starts_with('/'))
 }
+
+/// Retainer paths in one dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpRetainerPaths {
+    /// The dump.
+    pub dump: DumpRecord,
+    /// The answer.
+    #[serde(flatten)]
+    pub paths: heapfleet_analysis::RetainerPaths,
+}

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use heapfleet_analysis::{
-    DumpSites, GroupSummary, LeakAccumulator, LeakOptions, LeakReport, ProcessDumps,
-    generation_detail, generation_totals, rollup,
+    DumpSites, GraphBuilder, GroupSummary, LeakAccumulator, LeakOptions, LeakReport, PathTarget,
+    ProcessDumps, generation_detail, generation_totals, rollup,
 };
 use heapfleet_catalog::{Catalog, DumpFilter, DumpRecord, ProcessSummary};
+use heapfleet_service::backends::Objects;
 use heapfleet_storage::AggregateStore;
 
 use crate::QueryError;
 use crate::model::{
-    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRollup, DumpSummary, GroupComparison,
-    ParseSummary, ProcessTimeline, RollupQuery, SiteTimeline, TimelinePoint, path_matches,
+    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRetainerPaths, DumpRollup, DumpSummary,
+    GroupComparison, ParseSummary, ProcessTimeline, RollupQuery, SiteTimeline, TimelinePoint,
+    path_matches,
 };
 
 /// Everything the read commands ask.
@@ -65,6 +67,15 @@ pub trait Queries: Send + Sync {
         line: u32,
         scope: &DumpQuery,
     ) -> Result<SiteTimeline, QueryError>;
+
+    /// Up to `max_paths` shortest reference chains from the GC roots to objects matching
+    /// `target` in one dump, read again from the dump's file in object storage.
+    async fn retainer_paths(
+        &self,
+        reference: &str,
+        target: &PathTarget,
+        max_paths: usize,
+    ) -> Result<DumpRetainerPaths, QueryError>;
 }
 
 /// Answers queries from a catalog and an aggregate store, for one tenant.
@@ -73,6 +84,7 @@ pub struct StoreQueries {
     tenant: String,
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn AggregateStore>,
+    objects: Option<Objects>,
 }
 
 impl StoreQueries {
@@ -86,7 +98,14 @@ impl StoreQueries {
             tenant: tenant.into(),
             catalog,
             store,
+            objects: None,
         }
+    }
+
+    /// Lets retainer paths read dump files from `objects` (where the gateway stores them).
+    pub fn with_objects(mut self, objects: Objects) -> StoreQueries {
+        self.objects = Some(objects);
+        self
     }
 
     /// The catalog read.
@@ -399,6 +418,65 @@ impl Queries for StoreQueries {
             processes: timelines,
         })
     }
+    async fn retainer_paths(
+        &self,
+        reference: &str,
+        target: &PathTarget,
+        max_paths: usize,
+    ) -> Result<DumpRetainerPaths, QueryError> {
+        let dump = self.resolve_ready(reference).await?;
+        let Some(key) = &dump.object_key else {
+            return Err(QueryError::NotReady(format!(
+                "dump {} was imported from a local file that heapfleet did not keep; \
+                 pass that file with --file, or upload the dump",
+                dump.id
+            )));
+        };
+        let Some(objects) = &self.objects else {
+            return Err(QueryError::NotReady(format!(
+                "dump {} was uploaded, but this server reads no object storage; \
+                 configure the query service's `objects`, or pass the file with --file",
+                dump.id
+            )));
+        };
+        let key = heapfleet_service::backends::ObjectPath::parse(key)
+            .map_err(|error| QueryError::Internal(format!("stored key {key:?}: {error}")))?;
+        let reader = objects.reader(&key).await.map_err(|error| match error {
+            heapfleet_objects::object_store::Error::NotFound { .. } => QueryError::NotFound(
+                format!("the file of dump {} is gone from object storage", dump.id),
+            ),
+            other => QueryError::Unavailable(heapfleet_service::status::error_chain(&other)),
+        })?;
+        let target = target.clone();
+        let paths = tokio::task::spawn_blocking(move || paths_in(reader, &target, max_paths))
+            .await
+            .map_err(|error| QueryError::Internal(error.to_string()))??;
+        Ok(DumpRetainerPaths { dump, paths })
+    }
+}
+
+/// Parses a dump into its object graph and finds the paths.
+pub fn paths_in(
+    reader: impl std::io::Read,
+    target: &PathTarget,
+    max_paths: usize,
+) -> Result<heapfleet_analysis::RetainerPaths, QueryError> {
+    let mut builder = GraphBuilder::new();
+    heapfleet_dump::parse_reader(
+        reader,
+        &heapfleet_dump::ParseOptions::default(),
+        &mut builder,
+    )
+    .map_err(|error| {
+        QueryError::Unavailable(format!(
+            "cannot read the dump again: {}",
+            heapfleet_service::status::error_chain(&error)
+        ))
+    })?;
+    let graph = builder.finish();
+    Ok(heapfleet_analysis::retainer_paths(
+        &graph, target, max_paths,
+    ))
 }
 
 /// Processes whose site rows are read at once by the fleet queries.

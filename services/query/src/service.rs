@@ -1,5 +1,6 @@
 //! `heapfleet.query.v1.QueryService` over [`StoreQueries`].
 
+use heapfleet_analysis::PathTarget;
 use heapfleet_proto::ingest::v1 as ingest_pb;
 use heapfleet_proto::query::v1 as pb;
 use heapfleet_proto::query::v1::query_service_server::{QueryService, QueryServiceServer};
@@ -168,5 +169,34 @@ impl QueryService for QueryServer {
             .site_timeline(&request.file, request.line, &scope)
             .await?;
         Ok(Response::new(convert::timeline_to(&timeline)))
+    }
+
+    async fn retainer_paths(
+        &self,
+        request: Request<pb::RetainerPathsRequest>,
+    ) -> Result<Response<pb::RetainerPathsResponse>, Status> {
+        let request = request.into_inner();
+        let target = match request.address {
+            Some(address) => PathTarget::Address(address),
+            None if !request.file.is_empty() => PathTarget::Site {
+                file: request.file,
+                line: request.line,
+            },
+            None => {
+                return Err(Status::invalid_argument(
+                    "give a file and line, or an address",
+                ));
+            }
+        };
+        let max_paths = if request.max_paths == 0 {
+            5
+        } else {
+            request.max_paths as usize
+        };
+        let answer = self
+            .queries
+            .retainer_paths(&request.dump_id, &target, max_paths.min(100))
+            .await?;
+        Ok(Response::new(convert::paths_to(&answer)))
     }
 }

@@ -40,7 +40,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
         objects.clone(),
         settings,
     );
-    let queries = StoreQueries::new(LOCAL_TENANT, local.catalog.clone(), local.store.clone());
+    let queries = StoreQueries::new(LOCAL_TENANT, local.catalog.clone(), local.store.clone())
+        .with_objects(objects.clone());
 
     let listener = server::bind(args.listen).await?;
     let mut parts = server::server_parts(&[INGEST_SERVICE_NAME, QUERY_SERVICE_NAME]).await?;
