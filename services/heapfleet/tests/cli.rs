@@ -442,6 +442,57 @@ fn test_serve_upload_and_remote_reads_match_local_import() {
         assert_eq!(remote_show, local_show, "show {id}");
     }
 
+    // The fleet queries answer alike, and the server re-reads an uploaded dump for its paths.
+    let remote_leaks = server_json(&url, &["leaks"]);
+    let local_leaks = json(local.path(), &["leaks"]);
+    assert_eq!(remote_leaks, local_leaks);
+    let first_suspect = &remote_leaks["suspects"][0];
+    assert!(
+        first_suspect["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("make_dumps.rb"),
+        "{first_suspect}"
+    );
+    let leak_site = format!("make_dumps.rb:{}", first_suspect["line"]);
+    assert_eq!(
+        server_json(&url, &["timeline", &leak_site]),
+        json(local.path(), &["timeline", &leak_site])
+    );
+    let newest = dumps.last().unwrap();
+    let newest_id = newest["id"].as_str().unwrap();
+    let remote_paths = server_json(&url, &["paths", newest_id, &leak_site, "--max", "3"]);
+    assert_eq!(
+        remote_paths["paths"].as_array().unwrap().len(),
+        3,
+        "{remote_paths}"
+    );
+    assert!(
+        remote_paths["reachable"].as_u64().unwrap() >= 100,
+        "{remote_paths}"
+    );
+    let newest_file = std::fs::read_dir(fixtures("dumps/series"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.to_string_lossy()
+                .contains(&newest["taken_at_unix"].to_string())
+        })
+        .unwrap();
+    let local_paths = json(
+        local.path(),
+        &[
+            "paths",
+            newest_id,
+            &leak_site,
+            "--max",
+            "3",
+            "--file",
+            newest_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(remote_paths["paths"], local_paths["paths"]);
+
     let again = server_json(&url, &["upload", "--host", "web-1", &series()]);
     let files = again["files"].as_array().unwrap();
     assert_eq!(files.len(), 3, "{again}");
