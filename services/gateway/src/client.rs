@@ -21,6 +21,8 @@ pub type SendProgress = Arc<dyn Fn(u64) + Send + Sync>;
 pub async fn connect(url: &str) -> anyhow::Result<IngestServiceClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url:?} is not a server URL (expected http://host:port)"))?
+        .initial_stream_window_size(heapfleet_service::server::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(heapfleet_service::server::CONNECTION_WINDOW_BYTES)
         .connect()
         .await
         .with_context(|| format!("cannot connect to the heapfleet server at {url}"))?;

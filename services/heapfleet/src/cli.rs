@@ -97,6 +97,17 @@ pub(crate) enum Command {
     /// Point other machines' `heapfleet upload --server` and the read commands' --server at it.
     /// Stops gracefully on Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Watch directories and send each complete heap dump to a server once: a sidecar for every
+    /// host running Ruby processes.
+    ///
+    /// A dump is complete when it has its final name (*.dump or *.dump.gz; temporary names such
+    /// as *.tmp and dotfiles are ignored) and its size and modification time are unchanged
+    /// across two polls. Pid, time and jobs come from the file name; role and labels from the
+    /// flags or HEAPFLEET_ROLE / HEAPFLEET_LABELS; a metadata sidecar <dump>.json adds GC count,
+    /// RSS, instance and labels. Retries with backoff while the server is unavailable; moves a
+    /// file the server refuses into <dir>/rejected/ with the reason. Remembers what it sent in a
+    /// state file, so a restart sends nothing twice. Stops gracefully on Ctrl-C or SIGTERM.
+    Agent(AgentArgs),
 }
 
 /// Which dumps a fleet command reads.
@@ -234,6 +245,61 @@ pub(crate) struct ServeArgs {
     /// Largest dump accepted, in bytes.
     #[arg(long, default_value_t = 16 << 30)]
     pub(crate) max_dump_bytes: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// A directory to watch for dumps (repeatable; not searched recursively).
+    #[arg(long = "watch", value_name = "DIR", required = true)]
+    pub(crate) watch: Vec<PathBuf>,
+
+    /// Host the dumps come from (default: this machine's hostname).
+    #[arg(long, env = "HEAPFLEET_HOST")]
+    pub(crate) host: Option<String>,
+
+    /// Role of the processes (sidekiq, web, ...).
+    #[arg(long, env = "HEAPFLEET_ROLE")]
+    pub(crate) role: Option<String>,
+
+    /// A label for every dump, as key=value (repeatable); added to HEAPFLEET_LABELS
+    /// (k=v,k=v) and to the sidecar's, and wins over both.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
+
+    /// Where the agent remembers what it uploaded (default: .heapfleet-agent-state.json in the
+    /// first watched directory).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) state_file: Option<PathBuf>,
+
+    /// After an acknowledged upload, move the dump (and its sidecar) into this directory.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["delete", "keep"])]
+    pub(crate) done_dir: Option<PathBuf>,
+
+    /// After an acknowledged upload, delete the dump and its sidecar (the default).
+    #[arg(long, conflicts_with = "keep")]
+    pub(crate) delete: bool,
+
+    /// After an acknowledged upload, leave the dump in place (the state file remembers it).
+    #[arg(long)]
+    pub(crate) keep: bool,
+
+    /// When the pending dumps in the watched directories exceed this many bytes, drop the
+    /// oldest (with a warning) until they fit.
+    #[arg(long, default_value_t = 10 << 30, value_name = "BYTES")]
+    pub(crate) max_disk_bytes: u64,
+
+    /// Milliseconds between two looks at the watched directories.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub(crate) poll_interval_ms: u64,
+
+    /// Longest wait between two attempts while the server is unavailable, in milliseconds
+    /// (the wait starts at 500 ms and doubles).
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub(crate) max_backoff_ms: u64,
+
+    /// Process the dumps that are complete now (two polls apart), then exit.
+    #[arg(long)]
+    pub(crate) once: bool,
 }
 
 #[derive(Debug, Args)]

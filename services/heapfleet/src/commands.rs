@@ -4,6 +4,7 @@
 //! from the data directory, or asked of a server with --server. Import and demo write the data
 //! directory; upload sends to a server; serve runs one.
 
+mod agent;
 mod compare;
 mod demo;
 mod diff;
@@ -49,6 +50,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             };
             upload::run(server, args, format).await
+        }
+        Command::Agent(args) => {
+            let Some(server) = cli.server.as_deref() else {
+                bail!(
+                    "agent needs a server: pass --server URL (or set HEAPFLEET_SERVER), the \
+                     gateway or `heapfleet serve` the dumps go to"
+                );
+            };
+            agent::run(server, args, format).await
         }
         Command::Dumps(args) => {
             let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;

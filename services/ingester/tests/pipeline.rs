@@ -605,3 +605,169 @@ async fn test_bad_uploads_are_refused_and_leave_nothing_behind() {
     let accepted = raw_upload(&gateway.url, good, body).await.unwrap();
     assert!(accepted.created);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_registered_and_bad_dumps_end_ready_or_failed_with_a_reason() {
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
+    let tenant = unique("register");
+    let gateway = start_gateway(&servers, &tenant, Limits::default()).await;
+    let ingester = IngesterProcess::start(&servers, &gateway, &tenant, "a");
+    let mut client = client::connect(&gateway.url).await.unwrap();
+
+    // A worker put the file into the bucket itself, under its tenant's dumps.
+    let dump = fixture_dumps().pop().unwrap();
+    let body = std::fs::read(&dump).unwrap();
+    let tenant_prefix = heapfleet_objects::dumps_prefix(&gateway.objects.prefix, &tenant).unwrap();
+    let key = tenant_prefix
+        .clone()
+        .join("web-9")
+        .join("1-")
+        .join("registered.dump");
+    use heapfleet_objects::object_store::ObjectStoreExt;
+    gateway
+        .objects
+        .store
+        .put(&key, body.clone().into())
+        .await
+        .unwrap();
+    let metadata = pb::DumpMetadata {
+        size_bytes: body.len() as u64,
+        sha256: sha256_hex(&body),
+        file_name: "registered.dump".to_owned(),
+        ..metadata_for(&dump, "web-9")
+    };
+    let registered = client
+        .register_dump(pb::RegisterDumpRequest {
+            metadata: Some(metadata.clone()),
+            object_key: key.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(registered.created);
+    let registered_id: DumpId = registered.dump.unwrap().dump_id.parse().unwrap();
+
+    // A key outside the tenant's dumps, and a size that does not match, are refused.
+    let outside = client
+        .register_dump(pb::RegisterDumpRequest {
+            metadata: Some(metadata.clone()),
+            object_key: "elsewhere/registered.dump".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(outside.code(), tonic::Code::InvalidArgument, "{outside:?}");
+    let wrong_size = client
+        .register_dump(pb::RegisterDumpRequest {
+            metadata: Some(pb::DumpMetadata {
+                size_bytes: 7,
+                ..metadata.clone()
+            }),
+            object_key: key.to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        wrong_size.code(),
+        tonic::Code::InvalidArgument,
+        "{wrong_size:?}"
+    );
+
+    // Bytes that are no heap dump: uploaded fine, then failed once with the reason, not retried.
+    let garbage = b"\x00\x01binary, not JSON lines\n".repeat(1000);
+    let bad = raw_upload(
+        &gateway.url,
+        pb::DumpMetadata {
+            size_bytes: garbage.len() as u64,
+            sha256: sha256_hex(&garbage),
+            file_name: "garbage.dump".to_owned(),
+            ..metadata_for(Path::new("heap-2-1700000000-1.dump"), "web-9")
+        },
+        garbage,
+    )
+    .await
+    .unwrap();
+    let bad_id: DumpId = bad.dump.unwrap().dump_id.parse().unwrap();
+
+    wait_ready(
+        gateway.catalog.as_ref(),
+        std::slice::from_ref(&registered_id),
+        Duration::from_secs(60),
+        &|| ingester.log(),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let record = gateway.catalog.get_dump(&bad_id).await.unwrap();
+        if record.status.kind() == heapfleet_catalog::DumpStatusKind::Failed {
+            break record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            record.status,
+            ingester.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = failed.status.failure_reason().unwrap();
+    assert!(reason.contains("no heap objects"), "{reason}");
+    assert_eq!(failed.attempts, 1, "a dump no retry can fix fails at once");
+    let store = open_store(&servers.store_url()).await.unwrap();
+    assert_stored_equals_local_parse(&store, &registered_id, &dump).await;
+    store.delete_dump(registered_id.as_str()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_sigterm_stops_an_ingester_gracefully() {
+    let Some(servers) = Servers::from_env() else {
+        return;
+    };
+    let tenant = unique("term");
+    let gateway = start_gateway(&servers, &tenant, Limits::default()).await;
+    let mut ingester = IngesterProcess::start(&servers, &gateway, &tenant, "a");
+    let mut client = client::connect(&gateway.url).await.unwrap();
+    let dump = fixture_dumps().pop().unwrap();
+    let id: DumpId = client::upload_file(&mut client, &dump, metadata_for(&dump, "web-8"), None)
+        .await
+        .unwrap()
+        .dump
+        .unwrap()
+        .dump_id
+        .parse()
+        .unwrap();
+    wait_ready(
+        gateway.catalog.as_ref(),
+        std::slice::from_ref(&id),
+        Duration::from_secs(60),
+        &|| ingester.log(),
+    )
+    .await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(ingester.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = ingester.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM\n{}",
+            ingester.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}\n{}", ingester.log());
+    assert!(
+        ingester.log().contains("ingest worker stopped"),
+        "{}",
+        ingester.log()
+    );
+    let store = open_store(&servers.store_url()).await.unwrap();
+    store.delete_dump(id.as_str()).await.unwrap();
+}

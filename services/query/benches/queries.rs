@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use futures::StreamExt;
 use heapfleet_analysis::{DumpAggregates, SiteGenerationStats, SiteKey, Totals};
 use heapfleet_catalog::{Catalog, DumpId, NewDump, ProcessKey, SqliteCatalog};
 use heapfleet_dump::{ObjectType, ParseOptions};
@@ -65,12 +66,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     for (name, store) in &stores {
+        // Bounded concurrency: a single test node times requests out under thousands at once.
         let writes = dumps.iter().map(|(id, process, dump)| {
             let store = store.clone();
             let aggregates = synthetic_aggregates(*process, *dump);
             async move { store.put_dump_aggregates(id.as_str(), &aggregates).await }
         });
-        futures::future::try_join_all(writes).await?;
+        let mut writes = futures::stream::iter(writes).buffer_unordered(16);
+        while let Some(result) = writes.next().await {
+            result?;
+        }
         eprintln!(
             "{name}: wrote {} dumps ({} site rows) in {:.1} s",
             dumps.len(),
