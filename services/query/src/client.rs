@@ -52,11 +52,13 @@ impl RemoteQueries {
 
 #[async_trait]
 impl Queries for RemoteQueries {
-    async fn list_processes(&self) -> Result<Vec<ProcessSummary>, QueryError> {
+    async fn list_processes(&self, scope: &DumpQuery) -> Result<Vec<ProcessSummary>, QueryError> {
         let response = self
             .client
             .clone()
-            .list_processes(pb::ListProcessesRequest {})
+            .list_processes(pb::ListProcessesRequest {
+                scope: Some(convert::selector_to(scope)),
+            })
             .await?
             .into_inner();
         // The server's tenant is implicit in every answer.

@@ -25,8 +25,9 @@ use crate::model::{
 /// Everything the read commands ask.
 #[async_trait]
 pub trait Queries: Send + Sync {
-    /// The processes that have dumps.
-    async fn list_processes(&self) -> Result<Vec<ProcessSummary>, QueryError>;
+    /// The processes that have dumps `scope` matches, with the count and time range of those
+    /// dumps, by host, pid and instance.
+    async fn list_processes(&self, scope: &DumpQuery) -> Result<Vec<ProcessSummary>, QueryError>;
 
     /// The dumps `query` matches, by host, pid, instance and time.
     async fn list_dumps(&self, query: &DumpQuery) -> Result<Vec<DumpRecord>, QueryError>;
@@ -235,8 +236,27 @@ impl StoreQueries {
 
 #[async_trait]
 impl Queries for StoreQueries {
-    async fn list_processes(&self) -> Result<Vec<ProcessSummary>, QueryError> {
-        Ok(self.catalog.list_processes(&self.tenant).await?)
+    async fn list_processes(&self, scope: &DumpQuery) -> Result<Vec<ProcessSummary>, QueryError> {
+        if *scope == DumpQuery::default() {
+            return Ok(self.catalog.list_processes(&self.tenant).await?);
+        }
+        let mut processes: Vec<ProcessSummary> = Vec::new();
+        for dump in self.list_dumps(scope).await? {
+            match processes.last_mut() {
+                Some(last) if last.process == dump.process => {
+                    last.dump_count += 1;
+                    last.first_taken_at_unix = last.first_taken_at_unix.min(dump.taken_at_unix);
+                    last.last_taken_at_unix = last.last_taken_at_unix.max(dump.taken_at_unix);
+                }
+                _ => processes.push(ProcessSummary {
+                    process: dump.process.clone(),
+                    dump_count: 1,
+                    first_taken_at_unix: dump.taken_at_unix,
+                    last_taken_at_unix: dump.taken_at_unix,
+                }),
+            }
+        }
+        Ok(processes)
     }
 
     async fn list_dumps(&self, query: &DumpQuery) -> Result<Vec<DumpRecord>, QueryError> {

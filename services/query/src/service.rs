@@ -43,9 +43,10 @@ fn top_or_default(top: u32) -> usize {
 impl QueryService for QueryServer {
     async fn list_processes(
         &self,
-        _request: Request<pb::ListProcessesRequest>,
+        request: Request<pb::ListProcessesRequest>,
     ) -> Result<Response<pb::ListProcessesResponse>, Status> {
-        let processes = self.queries.list_processes().await?;
+        let scope = convert::selector_from(request.into_inner().scope);
+        let processes = self.queries.list_processes(&scope).await?;
         Ok(Response::new(pb::ListProcessesResponse {
             processes: processes.iter().map(convert::process_to).collect(),
         }))
