@@ -1,6 +1,6 @@
 //! A line chart as SVG: one line per series, time across, a count up. Written by hand (a few
-//! dozen elements) rather than with a plotting library: no fonts or native libraries needed,
-//! and the file opens in any browser.
+//! dozen elements) rather than with a plotting library; `svg_to_png` rasterises it with resvg
+//! (pure Rust) when a PNG is asked for.
 
 use std::fmt::Write;
 
@@ -150,6 +150,60 @@ pub(crate) fn line_chart(title: &str, y_label: &str, series: &[Series]) -> Strin
     svg
 }
 
+/// Renders an SVG document as a PNG image, text in the system's fonts (a machine without fonts
+/// still gets the lines, axes and points).
+pub(crate) fn svg_to_png(svg: &str) -> anyhow::Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+
+    let mut options = usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    // The chart asks for the generic `sans-serif`: point it at a font this machine has.
+    let family = fonts
+        .faces()
+        .flat_map(|face| face.families.iter().map(|(name, _)| name.clone()))
+        .min_by_key(|name| {
+            (
+                !name.contains("Sans"),
+                !name.starts_with("DejaVu"),
+                name.clone(),
+            )
+        });
+    let svg = match family {
+        Some(family) => {
+            fonts.set_sans_serif_family(family);
+            svg.to_owned()
+        }
+        None => {
+            tracing::warn!("no fonts on this machine: the PNG has no labels (an .svg has them)");
+            strip_text(svg)
+        }
+    };
+    let tree = usvg::Tree::from_str(&svg, &options)?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| anyhow::anyhow!("cannot allocate a {size:?} image"))?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    Ok(pixmap.encode_png()?)
+}
+
+/// Removes the `<text>` elements, for rendering without fonts.
+fn strip_text(svg: &str) -> String {
+    let mut out = String::with_capacity(svg.len());
+    let mut rest = svg;
+    while let Some(start) = rest.find("<text") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("</text>") {
+            Some(end) => rest = &rest[start + end + "</text>".len()..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The smallest 1, 2 or 5 times a power of ten at or above `value`.
 fn nice_ceiling(value: f64) -> f64 {
     let magnitude = 10f64.powf(value.log10().floor());
@@ -211,6 +265,27 @@ mod tests {
         assert!(svg.contains("web-2 &lt;pid 8&gt;"));
         // The y axis tops out at a round number above the largest value.
         assert!(svg.contains(">50<"), "{svg}");
+    }
+
+    #[test]
+    fn test_svg_to_png_renders_the_chart() {
+        let series = vec![Series {
+            label: "web-1 pid 7".to_owned(),
+            points: vec![(1_800_000_000, 10.0), (1_800_000_600, 20.0)],
+        }];
+        let png = svg_to_png(&line_chart("t", "objects", &series)).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // Width and height from the IHDR chunk.
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 960);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 520);
+    }
+
+    #[test]
+    fn test_strip_text_keeps_everything_else() {
+        assert_eq!(
+            strip_text(r#"<svg><text x="1">a</text><line/><text>b</text></svg>"#),
+            "<svg><line/></svg>"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use heapfleet_query::Queries;
 use crate::cli::TimelineArgs;
 use crate::commands::scope::{parse_site, scope_query};
 use crate::output::{Format, TableBuilder, bytes, count, print_json, print_line, time};
-use crate::plot::{Series, line_chart};
+use crate::plot::{Series, line_chart, svg_to_png};
 
 pub(crate) async fn run(
     queries: &dyn Queries,
@@ -14,14 +14,17 @@ pub(crate) async fn run(
     format: Format,
 ) -> anyhow::Result<()> {
     let (file, line) = parse_site(&args.site)?;
-    if let Some(plot) = &args.plot
-        && plot.extension().is_none_or(|extension| extension != "svg")
-    {
-        bail!(
-            "--plot writes SVG: give a file name ending in .svg (not {})",
-            plot.display()
-        );
-    }
+    let png = match &args.plot {
+        None => false,
+        Some(plot) => match plot.extension().and_then(|extension| extension.to_str()) {
+            Some("svg") => false,
+            Some("png") => true,
+            _ => bail!(
+                "--plot writes .svg or .png files: give a name ending in one of them (not {})",
+                plot.display()
+            ),
+        },
+    };
     let timeline = queries
         .site_timeline(&file, line, &scope_query(&args.scope))
         .await?;
@@ -39,7 +42,12 @@ pub(crate) async fn run(
             })
             .collect();
         let svg = line_chart(&format!("{file}:{line}"), "live objects", &series);
-        std::fs::write(plot, svg).with_context(|| format!("cannot write {}", plot.display()))?;
+        let bytes = if png {
+            svg_to_png(&svg)?
+        } else {
+            svg.into_bytes()
+        };
+        std::fs::write(plot, bytes).with_context(|| format!("cannot write {}", plot.display()))?;
     }
     match format {
         Format::Json => print_json(&timeline),
