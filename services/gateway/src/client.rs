@@ -90,7 +90,13 @@ pub async fn upload_file(
     let response = client
         .upload_dump(requests)
         .await
-        .map_err(|status| anyhow::anyhow!("{}: {}", code_name(status.code()), status.message()))
+        .map_err(|status| match status.code() {
+            tonic::Code::Unimplemented => anyhow::anyhow!(
+                "this server takes no uploads (a query service?): point --server at the gateway \
+                 or at `heapfleet serve`"
+            ),
+            code => anyhow::anyhow!("{}: {}", code_name(code), status.message()),
+        })
         .with_context(|| format!("upload of {} refused", path.display()))?;
     Ok(response.into_inner())
 }
