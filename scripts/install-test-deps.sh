@@ -7,6 +7,9 @@
 #              pg_ctl, under /usr/lib/postgresql/<version>/bin, off PATH)
 #   java, maven run Apache Cassandra 5 (scripts/cassandra.sh), the CQL server the ScyllaDB store
 #              is tested against; Maven fetches its jars from Maven Central
+#   redis-server, ruby-sidekiq
+#              a real Redis and Sidekiq 6 for the end to end with the Ruby integration
+#              (services/heapfleet/tests/sidekiq.rs starts its own throwaway redis-server)
 # Uses apt (Debian/Ubuntu) and needs root for that; otherwise it says what to install and fails.
 set -euo pipefail
 
@@ -21,6 +24,8 @@ command -v heapy >/dev/null 2>&1 || missing+=(ruby-heapy)
 postgres_installed || missing+=(postgresql)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v sidekiq >/dev/null 2>&1 || missing+=(ruby-sidekiq)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -171,7 +171,7 @@ pub(crate) struct TimelineArgs {
     #[command(flatten)]
     pub(crate) scope: ScopeArgs,
 
-    /// Also draw the timeline as a chart into this file (.svg).
+    /// Also draw the timeline as a chart into this file (.svg or .png).
     #[arg(long, value_name = "FILE")]
     pub(crate) plot: Option<PathBuf>,
 }
