@@ -175,6 +175,9 @@ impl StoreQueries {
                 _ => processes.push(vec![dump]),
             }
         }
+        for process in &mut processes {
+            process.sort_by(dump_order);
+        }
         Ok(processes)
     }
 
@@ -316,9 +319,7 @@ impl Queries for StoreQueries {
         for reference in references {
             dumps.push(self.resolve_ready(reference).await?);
         }
-        dumps.sort_by(|left, right| {
-            (left.taken_at_unix, &left.id).cmp(&(right.taken_at_unix, &right.id))
-        });
+        dumps.sort_by(dump_order);
         if let Some(pair) = dumps.windows(2).find(|pair| pair[0].id == pair[1].id) {
             return Err(QueryError::Invalid(format!(
                 "dump {} is given twice",
@@ -497,6 +498,12 @@ pub fn paths_in(
     Ok(heapfleet_analysis::retainer_paths(
         &graph, target, max_paths,
     ))
+}
+
+/// The order of one process's dumps: by time; within one second (file names carry whole
+/// seconds) by the jobs counter, which only grows; then by id.
+fn dump_order(left: &DumpRecord, right: &DumpRecord) -> std::cmp::Ordering {
+    (left.taken_at_unix, left.jobs, &left.id).cmp(&(right.taken_at_unix, right.jobs, &right.id))
 }
 
 /// Processes whose site rows are read at once by the fleet queries.
