@@ -154,7 +154,9 @@ pub struct SiteTrend {
     pub since: Option<usize>,
     /// Whether the floor used generations (else live counts).
     pub by_generation: bool,
-    /// The series, one point per dump.
+    /// Live objects of the site in the process's last dump.
+    pub last_count: u64,
+    /// The series, one point per dump, where the site grows (empty otherwise).
     pub series: Vec<EvidencePoint>,
 }
 
@@ -232,8 +234,8 @@ pub struct LeakReport {
     pub dumps_analysed: usize,
 }
 
-/// A site's rows in one dump: (generation, count, memsize).
-type SiteRows = Vec<(Option<u32>, u64, u64)>;
+/// One of a site's rows in a process: (dump index, generation, count, memsize).
+type SiteRow = (usize, Option<u32>, u64, u64);
 
 /// Returns how every site behaves in `process`, sites in key order; empty when the process has
 /// fewer than `options.min_dumps` dumps.
@@ -247,14 +249,16 @@ pub fn analyse_process(process: &ProcessDumps, options: &LeakOptions) -> Vec<Sit
         .map(|dump| dump.sites.iter().filter_map(|row| row.generation).max())
         .collect();
     let by_generation = watermarks.iter().all(Option::is_some);
-    // Site -> per dump rows.
-    let mut per_site: BTreeMap<&SiteKey, Vec<SiteRows>> = BTreeMap::new();
+    // Site -> its rows in every dump, one list per site.
+    let mut per_site: BTreeMap<&SiteKey, Vec<SiteRow>> = BTreeMap::new();
     for (index, dump) in dumps.iter().enumerate() {
         for row in &dump.sites {
-            let rows = per_site
-                .entry(&row.site)
-                .or_insert_with(|| vec![Vec::new(); dumps.len()]);
-            rows[index].push((row.generation, row.totals.count, row.totals.memsize));
+            per_site.entry(&row.site).or_default().push((
+                index,
+                row.generation,
+                row.totals.count,
+                row.totals.memsize,
+            ));
         }
     }
     per_site
@@ -266,49 +270,47 @@ pub fn analyse_process(process: &ProcessDumps, options: &LeakOptions) -> Vec<Sit
 /// The trend of one site from its rows in each dump.
 fn site_trend(
     site: &SiteKey,
-    rows: &[SiteRows],
+    rows: &[SiteRow],
     watermarks: &[Option<u32>],
     by_generation: bool,
     dumps: &[DumpSites],
     options: &LeakOptions,
 ) -> SiteTrend {
     let dump_count = dumps.len();
-    let live: Vec<(u64, u64)> = rows
-        .iter()
-        .map(|dump_rows| {
-            dump_rows.iter().fold((0, 0), |(count, memsize), row| {
-                (count + row.1, memsize + row.2)
-            })
-        })
-        .collect();
+    let mut live = vec![(0u64, 0u64); dump_count];
+    for &(index, _, count, memsize) in rows {
+        live[index].0 += count;
+        live[index].1 += memsize;
+    }
     // The site uses generations only if its objects carry them.
-    let site_has_generations = rows.iter().flatten().any(|row| row.0.is_some());
+    let site_has_generations = rows.iter().any(|row| row.1.is_some());
     let use_generations = by_generation && site_has_generations;
-    let floors: Vec<(u64, u64)> = (0..dump_count - 1)
-        .map(|k| {
-            if use_generations {
-                let watermark = watermarks[k].unwrap_or(0);
-                (k + 1..dump_count)
-                    .map(|j| {
-                        rows[j]
-                            .iter()
-                            .filter(|row| row.0.is_some_and(|generation| generation < watermark))
-                            .fold((0, 0), |(count, memsize), row| {
-                                (count + row.1, memsize + row.2)
-                            })
-                    })
-                    .fold((u64::MAX, u64::MAX), |(count, memsize), (c, m)| {
-                        (count.min(c), memsize.min(m))
-                    })
-            } else {
-                live[k..]
-                    .iter()
-                    .fold((u64::MAX, u64::MAX), |(count, memsize), &(c, m)| {
-                        (count.min(c), memsize.min(m))
-                    })
+    let mut older = vec![(0u64, 0u64); dump_count];
+    let mut floors: Vec<(u64, u64)> = Vec::with_capacity(dump_count - 1);
+    for k in 0..dump_count - 1 {
+        let floor = if use_generations {
+            let watermark = watermarks[k].unwrap_or(0);
+            older.fill((0, 0));
+            for &(index, generation, count, memsize) in rows {
+                if index > k && generation.is_some_and(|generation| generation < watermark) {
+                    older[index].0 += count;
+                    older[index].1 += memsize;
+                }
             }
-        })
-        .collect();
+            older[k + 1..]
+                .iter()
+                .fold((u64::MAX, u64::MAX), |(count, memsize), &(c, m)| {
+                    (count.min(c), memsize.min(m))
+                })
+        } else {
+            live[k..]
+                .iter()
+                .fold((u64::MAX, u64::MAX), |(count, memsize), &(c, m)| {
+                    (count.min(c), memsize.min(m))
+                })
+        };
+        floors.push(floor);
+    }
     let increments: Vec<f64> = floors
         .windows(2)
         .map(|pair| pair[1].0 as f64 - pair[0].0 as f64)
@@ -357,9 +359,11 @@ fn site_trend(
         _ => None,
     };
     let since = increments.iter().position(|&step| step > 0.0);
+    // Evidence is kept only where the site grows: a fleet has far more sites than suspects.
     let series = dumps
         .iter()
         .enumerate()
+        .filter(|_| growing)
         .map(|(index, dump)| EvidencePoint {
             dump_id: dump.dump_id.clone(),
             taken_at_unix: dump.taken_at_unix,
@@ -371,6 +375,7 @@ fn site_trend(
         .collect();
     SiteTrend {
         site: site.clone(),
+        last_count: live[dump_count - 1].0,
         growing,
         score,
         growth_per_dump: growth,
@@ -461,7 +466,14 @@ impl LeakAccumulator {
         }
         self.processes_analysed += 1;
         for trend in trends {
-            let entry = self.sites.entry(trend.site.clone()).or_default();
+            // A site key is cloned once per fleet, not once per process.
+            if !self.sites.contains_key(&trend.site) {
+                self.sites
+                    .insert(trend.site.clone(), SiteAccumulator::default());
+            }
+            let Some(entry) = self.sites.get_mut(&trend.site) else {
+                continue;
+            };
             entry.processes_total += 1;
             if !entry.hosts_total.contains(&process.host) {
                 entry.hosts_total.insert(process.host.clone());
@@ -606,7 +618,7 @@ impl GroupSummary {
         }
         self.processes += 1;
         for trend in trends {
-            let last_count = trend.series.last().map_or(0, |point| point.count) as f64;
+            let last_count = trend.last_count as f64;
             let entry = self.sums.entry(trend.site).or_default();
             entry.0 += trend.growth_per_dump.max(0.0);
             entry.1 += last_count;
