@@ -46,7 +46,15 @@ const MIGRATIONS: &[Migration] = &[Migration {
 pub struct SqliteStore {
     path: PathBuf,
     connection: BlockingConnection,
+    /// Extra connections for the bulk reads of fleet queries: WAL lets them read beside the
+    /// writer, and each is driven from its own blocking thread, so reads of several dumps run
+    /// at once.
+    readers: Vec<BlockingConnection>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
+
+/// Connections [`SqliteStore`] keeps for bulk reads.
+const BULK_READERS: usize = 2;
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -64,8 +72,11 @@ impl SqliteStore {
         let directory = directory.as_ref().to_path_buf();
         let path = directory.join(STORE_FILE_NAME);
         let open_path = path.clone();
-        let connection = tokio::task::spawn_blocking(move || {
-            heapfleet_sqlite::open_durable(&open_path, MIGRATIONS)
+        let connections = tokio::task::spawn_blocking(move || {
+            // The first open applies the migrations; the readers find them applied.
+            (0..=BULK_READERS)
+                .map(|_| heapfleet_sqlite::open_durable(&open_path, MIGRATIONS))
+                .collect::<std::result::Result<Vec<_>, _>>()
         })
         .await
         .map_err(|join_error| StorageError::Internal {
@@ -73,9 +84,16 @@ impl SqliteStore {
             source: Some(join_error.into()),
         })?
         .map_err(|open_error| open_failed(&path, open_error))?;
+        let mut connections = connections.into_iter().map(BlockingConnection::new);
+        let connection = connections.next().ok_or_else(|| StorageError::Internal {
+            message: "no connection opened".to_owned(),
+            source: None,
+        })?;
         Ok(SqliteStore {
             path,
-            connection: BlockingConnection::new(connection),
+            connection,
+            readers: connections.collect(),
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -95,19 +113,28 @@ impl SqliteStore {
             check_dump_id(dump)?;
         }
         let dumps: Vec<String> = dumps.iter().map(|dump| (*dump).to_owned()).collect();
-        self.with_connection(move |connection| {
-            let transaction = connection
-                .transaction()
-                .map_err(sqlite_error("failed to begin a read"))?;
-            dumps
-                .into_iter()
-                .map(|dump| {
-                    require_aggregates(&transaction, &dump)?;
-                    read(&transaction, dump)
-                })
-                .collect()
-        })
-        .await
+        let turn = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reader = &self.readers[turn % self.readers.len()];
+        reader
+            .run(move |connection| {
+                let transaction = connection
+                    .transaction()
+                    .map_err(sqlite_error("failed to begin a read"))?;
+                dumps
+                    .into_iter()
+                    .map(|dump| {
+                        require_aggregates(&transaction, &dump)?;
+                        read(&transaction, dump)
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|join_error| StorageError::Internal {
+                message: "store read panicked".to_owned(),
+                source: Some(join_error.into()),
+            })?
     }
 
     /// Runs `operation` on the connection in the blocking pool.
