@@ -50,7 +50,10 @@
 //! processes having the site where it grows` (a leak on one host still ranks, a fluke in one
 //! process of many does not rank high).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -237,7 +240,7 @@ pub struct LeakReport {
 /// One of a site's rows in a process: (dump index, generation, count, memsize).
 type SiteRow = (usize, Option<u32>, u64, u64);
 
-/// Returns how every site behaves in `process`, sites in key order; empty when the process has
+/// Returns how every site behaves in `process`, in no particular order; empty when the process has
 /// fewer than `options.min_dumps` dumps.
 pub fn analyse_process(process: &ProcessDumps, options: &LeakOptions) -> Vec<SiteTrend> {
     let dumps = &process.dumps;
@@ -250,7 +253,13 @@ pub fn analyse_process(process: &ProcessDumps, options: &LeakOptions) -> Vec<Sit
         .collect();
     let by_generation = watermarks.iter().all(Option::is_some);
     // Site -> its rows in every dump, one list per site.
-    let mut per_site: BTreeMap<&SiteKey, Vec<SiteRow>> = BTreeMap::new();
+    // Hashed, not ordered: a process holds hundreds of sites whose keys share long path
+    // prefixes, and the fleet report reads thousands of processes.
+    let mut per_site: HashMap<&SiteKey, Vec<SiteRow>, RandomState> =
+        HashMap::with_capacity_and_hasher(
+            dumps.last().map_or(0, |dump| dump.sites.len()),
+            RandomState::default(),
+        );
     for (index, dump) in dumps.iter().enumerate() {
         for row in &dump.sites {
             per_site.entry(&row.site).or_default().push((
@@ -441,7 +450,7 @@ struct SiteAccumulator {
 #[derive(Debug)]
 pub struct LeakAccumulator {
     options: LeakOptions,
-    sites: HashMap<SiteKey, SiteAccumulator>,
+    sites: HashMap<SiteKey, SiteAccumulator, RandomState>,
     processes_analysed: usize,
     dumps_analysed: usize,
 }
@@ -451,7 +460,7 @@ impl LeakAccumulator {
     pub fn new(options: LeakOptions) -> LeakAccumulator {
         LeakAccumulator {
             options,
-            sites: HashMap::new(),
+            sites: HashMap::default(),
             processes_analysed: 0,
             dumps_analysed: 0,
         }
