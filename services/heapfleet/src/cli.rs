@@ -11,8 +11,9 @@ use crate::output::Format;
 ///
 /// By default everything runs in this one process on a local data directory (no servers
 /// needed): import dumps, list them, look inside one, and diff several dumps of one process.
-/// With --server URL the read commands (dumps, show, diff) ask a heapfleet server instead, and
-/// `upload` sends dumps to one; `serve` runs a whole server on the data directory.
+/// With --server URL the read commands (dumps, show, diff, leaks, compare, timeline, paths) ask
+/// a heapfleet server instead, `upload` and `agent` send dumps to one, and `serve` runs a whole
+/// server on the data directory.
 #[derive(Debug, Parser)]
 #[command(
     name = "heapfleet",
@@ -31,7 +32,7 @@ pub(crate) struct Cli {
     pub(crate) data_dir: PathBuf,
 
     /// A heapfleet server to use instead of the data directory: `heapfleet serve`, or the
-    /// distributed stack's query service (dumps, show, diff) or gateway (upload).
+    /// distributed stack's query service (the read commands) or gateway (upload, agent).
     #[arg(long, global = true, env = "HEAPFLEET_SERVER", value_name = "URL")]
     pub(crate) server: Option<String>,
 
@@ -75,7 +76,7 @@ pub(crate) enum Command {
     /// A selector is key=value[,key=value...]: host=, role=, pid=, since=, until= (Unix seconds
     /// or RFC 3339) select by process and time; any other key is a label (version=1.3).
     Compare(CompareArgs),
-    /// One site's live objects across dumps, per process, as a table, JSON or an SVG chart.
+    /// One site's live objects across dumps, per process, as a table, JSON or a chart (SVG, PNG).
     Timeline(TimelineArgs),
     /// Why objects are alive: the shortest chains of references from the GC roots to sample
     /// objects of a site (FILE:LINE) or to one object (0xADDRESS) in one dump.

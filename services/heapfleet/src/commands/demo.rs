@@ -108,8 +108,8 @@ pub(crate) async fn run(local: &Local, args: DemoArgs, format: Format) -> anyhow
                 )?;
             }
             print_line(
-                "Next: `heapfleet show <dump> --by site`, `heapfleet show <dump> --generation <n>`,\n\
-                 `heapfleet diff <dump> <dump> ...`, `heapfleet --help`.",
+                "Next: `heapfleet leaks` (the sites that keep growing), `heapfleet show <dump> --by site`,\n\
+                 `heapfleet show <dump> --generation <n>`, `heapfleet diff <dump> <dump> ...`, `heapfleet --help`.",
             )?;
         }
     }
