@@ -926,6 +926,56 @@ mod tests {
         assert!(rows[1].delta_growth_per_dump.abs() < 1e-9);
     }
 
+    /// A process whose dumps carry no generations (allocation tracing off): dump k holds
+    /// `counts[k]` objects at each site line.
+    fn untraced_process(sites: &[(u32, Vec<u64>)]) -> ProcessDumps {
+        let dumps = sites[0].1.len();
+        ProcessDumps {
+            host: "a".to_owned(),
+            pid: 1,
+            instance: String::new(),
+            dumps: (0..dumps)
+                .map(|k| DumpSites {
+                    dump_id: format!("d-{k}"),
+                    taken_at_unix: 1_800_000_000 + k as i64 * 600,
+                    jobs: None,
+                    sites: sites
+                        .iter()
+                        .map(|(line, counts)| SiteGenerationStats {
+                            site: site(*line),
+                            generation: None,
+                            totals: Totals {
+                                count: counts[k],
+                                memsize: counts[k] * 40,
+                                bytesize: 0,
+                                references: 0,
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn test_without_generations_a_steady_rise_counts_and_noise_does_not() {
+        let process = untraced_process(&[
+            (10, vec![10, 20, 30, 40, 50, 60, 70, 80]),
+            (20, vec![500, 20, 700, 0, 300, 90, 650, 900]),
+            (30, vec![100, 200, 300, 300, 300, 300, 300, 300]),
+        ]);
+        let trends = analyse_process(&process, &LeakOptions::default());
+        let by_line: HashMap<u32, &SiteTrend> = trends
+            .iter()
+            .map(|trend| (trend.site.line.unwrap(), trend))
+            .collect();
+        assert!(by_line[&10].growing, "{:?}", by_line[&10]);
+        assert!(!by_line[&10].by_generation);
+        assert_eq!(by_line[&10].growth_per_1000_jobs, None, "no jobs counter");
+        assert!(!by_line[&20].growing, "noisy churn: {:?}", by_line[&20]);
+        assert!(!by_line[&30].growing, "a plateau: {:?}", by_line[&30]);
+    }
+
     #[test]
     fn test_too_few_dumps_are_not_judged() {
         let short = process("a", 1, (0..2).map(|k| vec![leak_rows(10, k, 10)]).collect());

@@ -520,3 +520,51 @@ where
     }
     Ok(results)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use heapfleet_catalog::{DumpStatus, ProcessKey};
+
+    use super::*;
+
+    fn dump(id: &str, taken_at_unix: i64, jobs: Option<u64>) -> DumpRecord {
+        DumpRecord {
+            id: id.parse().unwrap(),
+            process: ProcessKey {
+                tenant: "t".to_owned(),
+                host: "h".to_owned(),
+                pid: 1,
+                instance: String::new(),
+            },
+            taken_at_unix,
+            jobs,
+            role: None,
+            labels: BTreeMap::new(),
+            file_name: "heap.dump".to_owned(),
+            size_bytes: 1,
+            content_sha256: "00".repeat(32),
+            gc_count: None,
+            rss_bytes: None,
+            status: DumpStatus::Ready,
+            attempts: 1,
+            objects: 1,
+            bad_lines: 0,
+            registered_at_unix: 0,
+            object_key: None,
+        }
+    }
+
+    #[test]
+    fn test_dump_order_breaks_same_second_ties_by_jobs() {
+        let mut dumps = vec![
+            dump("d-000000000000000a", 100, Some(60)),
+            dump("d-000000000000000b", 100, Some(40)),
+            dump("d-000000000000000c", 99, Some(80)),
+        ];
+        dumps.sort_by(dump_order);
+        let jobs: Vec<Option<u64>> = dumps.iter().map(|dump| dump.jobs).collect();
+        assert_eq!(jobs, vec![Some(80), Some(40), Some(60)]);
+    }
+}
