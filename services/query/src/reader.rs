@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn test_dump_order_breaks_same_second_ties_by_jobs() {
-        let mut dumps = vec![
+        let mut dumps = [
             dump("d-000000000000000a", 100, Some(60)),
             dump("d-000000000000000b", 100, Some(40)),
             dump("d-000000000000000c", 99, Some(80)),
