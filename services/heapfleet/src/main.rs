@@ -11,6 +11,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: heapfleet_service::Allocator = heapfleet_service::Allocator {};
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let default_level = match cli.verbose {

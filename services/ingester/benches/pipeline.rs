@@ -31,6 +31,10 @@ use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_service::backends::{Objects, open_catalog, open_store};
 use tokio_util::sync::CancellationToken;
 
+// The allocator the services run with.
+#[global_allocator]
+static ALLOCATOR: heapfleet_service::Allocator = heapfleet_service::Allocator {};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dump = match std::env::args().skip(1).find(|arg| !arg.starts_with("--")) {

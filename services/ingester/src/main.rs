@@ -16,6 +16,9 @@ struct Cli {
     ingester: IngesterArgs,
 }
 
+#[global_allocator]
+static ALLOCATOR: heapfleet_service::Allocator = heapfleet_service::Allocator {};
+
 fn main() -> ExitCode {
     heapfleet_service::run_main(|| async {
         let cli = Cli::parse();

@@ -31,6 +31,10 @@ const DUMPS_PER_PROCESS: usize = 10;
 const SITES_PER_DUMP: u32 = 100;
 const LEAKY_SITES: u32 = 3;
 
+// The allocator the services run with.
+#[global_allocator]
+static ALLOCATOR: heapfleet_service::Allocator = heapfleet_service::Allocator {};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let processes: usize = std::env::var("HEAPFLEET_BENCH_PROCESSES")
