@@ -68,6 +68,34 @@ impl S3File {
     }
 }
 
+/// The S3 flags every service that reads or writes dump files takes; each also reads a
+/// `HEAPFLEET_S3_*` variable and overrides the file's `[s3]` table.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct S3Args {
+    /// Endpoint of an S3-compatible server (credentials come from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
+    #[arg(long = "s3-endpoint", env = "HEAPFLEET_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long = "s3-region", env = "HEAPFLEET_S3_REGION")]
+    pub region: Option<String>,
+    /// Allow a plain-http S3 endpoint.
+    #[arg(long = "s3-allow-http", env = "HEAPFLEET_S3_ALLOW_HTTP")]
+    pub allow_http: Option<bool>,
+}
+
+impl S3Args {
+    /// The S3 options: these flags over the file's `[s3]` table over the `AWS_*` environment.
+    pub fn options(&self, file: S3File) -> heapfleet_objects::S3Options {
+        S3File {
+            endpoint: self.endpoint.clone().or(file.endpoint),
+            region: self.region.clone().or(file.region),
+            allow_http: self.allow_http.or(file.allow_http),
+        }
+        .options()
+    }
+}
+
 /// Returns the first of `flag_or_env` and `file`, else `default`.
 pub fn pick<T>(flag_or_env: Option<T>, file: Option<T>, default: T) -> T {
     flag_or_env.or(file).unwrap_or(default)

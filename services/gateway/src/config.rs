@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use heapfleet_objects::S3Options;
-use heapfleet_service::config::{S3File, pick, read_file};
+use heapfleet_service::config::{S3Args, S3File, pick, read_file};
 
 /// Limits on what one upload may carry; each breach is refused with a message naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,16 +72,9 @@ pub struct GatewayArgs {
     /// [default: heapfleet-data/objects].
     #[arg(long, env = "HEAPFLEET_OBJECTS")]
     pub objects: Option<String>,
-    /// Endpoint of an S3-compatible server (credentials come from AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY).
-    #[arg(long, env = "HEAPFLEET_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region [default: us-east-1].
-    #[arg(long, env = "HEAPFLEET_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Allow a plain-http S3 endpoint.
-    #[arg(long, env = "HEAPFLEET_S3_ALLOW_HTTP")]
-    pub s3_allow_http: Option<bool>,
+    /// S3 settings for the object store.
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Largest dump accepted, in bytes [default: 17179869184, 16 GiB].
     #[arg(long, env = "HEAPFLEET_MAX_DUMP_BYTES")]
     pub max_dump_bytes: Option<u64>,
@@ -134,10 +127,6 @@ impl GatewayArgs {
     /// Resolves every setting against an already parsed file.
     pub fn resolve_with(&self, file: GatewayFile) -> anyhow::Result<GatewayConfig> {
         let defaults = Limits::default();
-        let mut s3_file = file.s3;
-        s3_file.endpoint = self.s3_endpoint.clone().or(s3_file.endpoint);
-        s3_file.region = self.s3_region.clone().or(s3_file.region);
-        s3_file.allow_http = self.s3_allow_http.or(s3_file.allow_http);
         let config = GatewayConfig {
             listen: pick(self.listen, file.listen, default_listen()),
             tenant: pick(self.tenant.clone(), file.tenant, "default".to_owned()),
@@ -151,7 +140,7 @@ impl GatewayArgs {
                 file.objects,
                 "heapfleet-data/objects".to_owned(),
             ),
-            s3: s3_file.options(),
+            s3: self.s3.options(file.s3),
             limits: Limits {
                 max_dump_bytes: pick(
                     self.max_dump_bytes,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use heapfleet_objects::S3Options;
-use heapfleet_service::config::{S3File, pick, read_file};
+use heapfleet_service::config::{S3Args, S3File, pick, read_file};
 
 /// The default address of the ingester's health endpoint.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7401";
@@ -97,16 +97,9 @@ pub struct IngesterArgs {
     /// [default: heapfleet-data/objects].
     #[arg(long, env = "HEAPFLEET_OBJECTS")]
     pub objects: Option<String>,
-    /// Endpoint of an S3-compatible server (credentials come from AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY).
-    #[arg(long, env = "HEAPFLEET_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region [default: us-east-1].
-    #[arg(long, env = "HEAPFLEET_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Allow a plain-http S3 endpoint.
-    #[arg(long, env = "HEAPFLEET_S3_ALLOW_HTTP")]
-    pub s3_allow_http: Option<bool>,
+    /// S3 settings for the object store.
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Jobs run at once [default: 1].
     #[arg(long, env = "HEAPFLEET_CONCURRENCY")]
     pub concurrency: Option<usize>,
@@ -167,10 +160,6 @@ impl IngesterArgs {
     /// Resolves every setting against an already parsed file.
     pub fn resolve_with(&self, file: IngesterFile) -> anyhow::Result<IngesterConfig> {
         let defaults = WorkerSettings::default();
-        let mut s3_file = file.s3;
-        s3_file.endpoint = self.s3_endpoint.clone().or(s3_file.endpoint);
-        s3_file.region = self.s3_region.clone().or(s3_file.region);
-        s3_file.allow_http = self.s3_allow_http.or(s3_file.allow_http);
         let listen = match self.listen.or(file.listen) {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse()?,
@@ -188,7 +177,7 @@ impl IngesterArgs {
                 file.objects,
                 "heapfleet-data/objects".to_owned(),
             ),
-            s3: s3_file.options(),
+            s3: self.s3.options(file.s3),
             worker: WorkerSettings {
                 name: pick(self.worker_name.clone(), None, defaults.name),
                 tenant: self.tenant.clone().or(file.tenant),

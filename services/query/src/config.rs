@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::bail;
-use heapfleet_service::config::{pick, read_file};
+use heapfleet_service::config::{S3Args, pick, read_file};
 
 /// The default listen address of the query service.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7402";
@@ -49,16 +49,9 @@ pub struct QueryArgs {
     /// directory (the gateway's `objects`) [default: none; `paths` then needs --file].
     #[arg(long, env = "HEAPFLEET_OBJECTS")]
     pub objects: Option<String>,
-    /// Endpoint of an S3-compatible server (credentials come from AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY).
-    #[arg(long, env = "HEAPFLEET_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region [default: us-east-1].
-    #[arg(long, env = "HEAPFLEET_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Allow a plain-http S3 endpoint.
-    #[arg(long, env = "HEAPFLEET_S3_ALLOW_HTTP")]
-    pub s3_allow_http: Option<bool>,
+    /// S3 settings for the object store.
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// The config file's shape.
@@ -106,13 +99,7 @@ impl QueryArgs {
             ),
             store: pick(self.store.clone(), file.store, "heapfleet-data".to_owned()),
             objects: self.objects.clone().or(file.objects),
-            s3: {
-                let mut s3_file = file.s3;
-                s3_file.endpoint = self.s3_endpoint.clone().or(s3_file.endpoint);
-                s3_file.region = self.s3_region.clone().or(s3_file.region);
-                s3_file.allow_http = self.s3_allow_http.or(s3_file.allow_http);
-                s3_file.options()
-            },
+            s3: self.s3.options(file.s3),
         };
         if let Some(objects) = &config.objects {
             heapfleet_objects::ObjectStoreUrl::parse(objects)
