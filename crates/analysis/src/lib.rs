@@ -29,7 +29,7 @@ pub use leaks::{
 pub use paths::{
     GraphBuilder, ObjectGraph, PathStep, PathTarget, RetainerPath, RetainerPaths, retainer_paths,
 };
-pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path};
+pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path, path_matches};
 pub use views::{
     GenerationDetail, GenerationFilter, GenerationTotals, GroupBy, NO_CLASS, NO_GEM,
     NO_GENERATION_LABEL, RankBy, RollupRow, generation_detail, generation_totals, rollup,

@@ -207,12 +207,7 @@ impl ObjectGraph {
                     && self
                         .file_names
                         .get(self.files[node] as usize)
-                        .is_some_and(|path| {
-                            path == file
-                                || path
-                                    .strip_suffix(file.as_str())
-                                    .is_some_and(|head| head.ends_with('/'))
-                        })
+                        .is_some_and(|path| crate::site::path_matches(path, file))
             }
         }
     }

@@ -35,6 +35,15 @@ impl SiteKey {
     }
 }
 
+/// Whether an allocation file `path` is the `wanted` file: equal to it, or ending with it after
+/// a `/` (so `app/models/user.rb` matches `/srv/app/models/user.rb`, and `er.rb` matches nothing).
+pub fn path_matches(path: &str, wanted: &str) -> bool {
+    path == wanted
+        || path
+            .strip_suffix(wanted)
+            .is_some_and(|head| head.ends_with('/') || wanted.starts_with('/'))
+}
+
 impl fmt::Display for SiteKey {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{} {}", self.object_type, self.location())?;

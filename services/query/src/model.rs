@@ -202,14 +202,6 @@ pub struct SiteTimeline {
     pub processes: Vec<ProcessTimeline>,
 }
 
-/// Whether a site's `path` is `wanted` or ends with `/wanted`.
-pub fn path_matches(path: &str, wanted: &str) -> bool {
-    path == wanted
-        || path
-            .strip_suffix(wanted)
-            .is_some_and(|head| head.ends_with('/') || wanted.starts_with('/'))
-}
-
 /// Retainer paths in one dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DumpRetainerPaths {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use heapfleet_analysis::{
     DumpSites, GraphBuilder, GroupSummary, LeakAccumulator, LeakOptions, LeakReport, PathTarget,
-    ProcessDumps, generation_detail, generation_totals, rollup,
+    ProcessDumps, generation_detail, generation_totals, path_matches, rollup,
 };
 use heapfleet_catalog::{Catalog, DumpFilter, DumpRecord, ProcessSummary};
 use heapfleet_service::backends::Objects;
@@ -19,7 +19,6 @@ use crate::QueryError;
 use crate::model::{
     DumpDiff, DumpGenerationDetail, DumpQuery, DumpRetainerPaths, DumpRollup, DumpSummary,
     GroupComparison, ParseSummary, ProcessTimeline, RollupQuery, SiteTimeline, TimelinePoint,
-    path_matches,
 };
 
 /// Everything the read commands ask.
