@@ -6,6 +6,7 @@
 //! stored and decoded independently, which keeps ingest memory bounded and lets a remote store
 //! keep them as bounded blobs.
 
+use crate::varint;
 use serde::{Deserialize, Serialize};
 
 /// Target size of one encoded chunk.
@@ -171,25 +172,12 @@ fn write_varint_into(output: &mut [u8], mut value: u64) -> usize {
     length + 1
 }
 
-fn write_varint(output: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        output.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    output.push(value as u8);
+fn write_varint(output: &mut Vec<u8>, value: u64) {
+    varint::write(output, value);
 }
 
 fn read_varint(input: &mut &[u8]) -> Result<u64, IndexError> {
-    let mut value: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = input.split_first().ok_or(IndexError::Truncated)?;
-        *input = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Ok(value);
-        }
-    }
-    Err(IndexError::Truncated)
+    varint::read(input).ok_or(IndexError::Truncated)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod index;
 mod leaks;
 mod paths;
 mod site;
+pub mod varint;
 mod views;
 
 pub use aggregate::{
