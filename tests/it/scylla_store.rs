@@ -69,3 +69,72 @@ async fn test_real_dump_stored_in_cassandra_equals_the_embedded_store() {
     assert_eq!(from_cassandra.sites, from_memory.sites);
     cassandra.delete_dump(id.as_str()).await.unwrap();
 }
+
+/// A dump stored by schema version 1 has its site rows in `site_totals`, one CQL row each, and
+/// no packed blocks: the store still reads them, alone and in a bulk read.
+#[tokio::test]
+async fn test_scylla_store_reads_site_rows_stored_by_schema_version_1() {
+    let Some(store) = connect().await else { return };
+    let uri = service_url("HEAPFLEET_TEST_SCYLLA_URI").expect("service is configured");
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(uri)
+        .build()
+        .await
+        .expect("connect");
+    session
+        .use_keyspace("heapfleet_test", false)
+        .await
+        .expect("keyspace");
+    let legacy = heapfleet_storage::testsuite::unique_dump_id("schema-1");
+    let packed = heapfleet_storage::testsuite::unique_dump_id("schema-2");
+    let aggregates = heapfleet_storage::testsuite::sample_aggregates(4);
+    for dump in [&legacy, &packed] {
+        store.put_dump_aggregates(dump, &aggregates).await.unwrap();
+    }
+    // Turn `legacy` into what version 1 wrote: site_totals rows instead of blocks.
+    session
+        .query_unpaged("DELETE FROM site_blocks WHERE dump_id = ?", (&legacy,))
+        .await
+        .unwrap();
+    for row in &aggregates.sites {
+        let absent =
+            i64::from(row.site.file.is_none()) | (i64::from(row.site.class_name.is_none()) << 1);
+        session
+            .query_unpaged(
+                "INSERT INTO site_totals (dump_id, file, line, object_type, class_name, absent, \
+                 generation, object_count, memsize, bytesize, reference_count) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    &legacy,
+                    row.site.file.as_deref().unwrap_or(""),
+                    row.site.line.map_or(-1, i64::from),
+                    row.site.object_type.as_str(),
+                    row.site.class_name.as_deref().unwrap_or(""),
+                    absent,
+                    row.generation.map_or(-1, i64::from),
+                    row.totals.count as i64,
+                    row.totals.memsize as i64,
+                    row.totals.bytesize as i64,
+                    row.totals.references as i64,
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.get_site_stats(&legacy).await.unwrap(),
+        aggregates.sites
+    );
+    let bulk = store
+        .site_totals_for_dumps(&[&packed, &legacy])
+        .await
+        .unwrap();
+    assert_eq!(bulk[0].sites, aggregates.sites);
+    assert_eq!(bulk[1].dump, legacy);
+    assert_eq!(bulk[1].sites, aggregates.sites);
+    store.delete_dump(&legacy).await.unwrap();
+    assert!(matches!(
+        store.get_site_stats(&legacy).await,
+        Err(heapfleet_storage::StorageError::NotFound(_))
+    ));
+}

@@ -16,6 +16,7 @@ mod columns;
 mod error;
 mod memory;
 mod scylla;
+mod site_pack;
 mod sqlite;
 mod store;
 #[cfg(any(test, feature = "testsuite"))]

@@ -3,14 +3,19 @@
 //!
 //! Schema (`scylla/schema.cql`): every table is partitioned by dump, and the object index by
 //! (dump, chunk), so partitions are bounded by what one dump holds and every read is one
-//! partition query per dump. Site keys use the shared column encoding of `columns.rs`.
+//! partition query per dump. A dump's site rows are stored packed (`site_pack.rs`), a few blobs
+//! per dump, so the leak report reads a process's dumps in one query of a handful of cells;
+//! `site_totals` (one CQL row per site row) is only read, for dumps stored by schema version 1.
+//! Site keys use the shared column encoding of `columns.rs`.
 //!
 //! Writes are idempotent: keys are deterministic, rows are overwritten, no counters. A re-put
 //! of a dump's aggregates first deletes the dump's rows and then writes the new ones; the
 //! session's monotonic client-side timestamps order those writes. The `dump_aggregates` row is
 //! removed first and written last, so while aggregates are rewritten a reader sees `NotFound`,
 //! never a mix (the catalog's `ready` status keeps readers away from dumps being ingested).
-//! Statements are prepared once at connect; reads of site rows are paged.
+//! Packed site blocks follow the same rule on their own: block 0 carries the block count and is
+//! written after every other block, so a reader that finds block 0 finds them all.
+//! Statements are prepared once at connect.
 //!
 //! Only this module (in the whole workspace) speaks CQL.
 
@@ -28,27 +33,32 @@ use ::scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use ::scylla::statement::batch::{Batch, BatchType};
 use ::scylla::statement::prepared::PreparedStatement;
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use heapfleet_analysis::{DumpAggregates, IndexedDump, SiteGenerationStats, SiteKey, Totals};
 
 use crate::columns::{
     NO_GENERATION, SiteColumns, StoredSite, decode_json, encode_json, from_column_integer,
-    to_column_integer,
 };
 use crate::error::{Result, StorageError};
+use crate::site_pack;
 use crate::store::{
-    AggregateStore, DumpSiteStats, SiteSeriesPoint, aggregates_not_found, check_dump_id,
-    decode_index_chunk, index_not_found, missing_chunk_error, sort_site_rows, sorted_site_rows,
+    AggregateStore, DumpSiteStats, aggregates_not_found, check_dump_id, decode_index_chunk,
+    index_not_found, missing_chunk_error, sort_site_rows, sorted_site_rows,
 };
 
 /// The schema version this build writes and reads.
-const SCHEMA_VERSION: i32 = 1;
+/// Version 2 added `site_blocks`; version 1 keyspaces are read as they are.
+const SCHEMA_VERSION: i32 = 2;
 /// The schema, statements separated by lines holding only `;`.
 const SCHEMA: &str = include_str!("scylla/schema.cql");
 /// Rows per unlogged batch: every batch holds rows of one partition only.
 const ROWS_PER_BATCH: usize = 200;
 /// Requests a dump's write or read keeps in flight at once.
 const CONCURRENT_REQUESTS: usize = 8;
+
+/// Dumps whose site blocks one bulk read asks for (`WHERE dump_id IN ...`): a process's dumps
+/// usually fit in one request, and the coordinator reads the partitions in parallel.
+const DUMPS_PER_BULK_READ: usize = 16;
 
 /// Consistency level of every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,10 +114,12 @@ struct Statements {
     insert_aggregates: PreparedStatement,
     delete_aggregates: PreparedStatement,
     select_aggregates: PreparedStatement,
-    insert_site: PreparedStatement,
     delete_sites: PreparedStatement,
     select_sites: PreparedStatement,
-    select_site: PreparedStatement,
+    insert_site_block: PreparedStatement,
+    delete_site_blocks: PreparedStatement,
+    select_site_blocks: PreparedStatement,
+    select_site_blocks_of_dumps: PreparedStatement,
     insert_index_site: PreparedStatement,
     delete_index_sites: PreparedStatement,
     select_index_sites: PreparedStatement,
@@ -141,6 +153,9 @@ type AggregatesRow = (String, String, String, String);
 
 /// The columns of a site row, as the driver returns them.
 type SiteRow = (String, i64, String, String, i64, i64, i64, i64, i64, i64);
+
+/// The columns of a site block: dump, block number, block count (block 0 only), packed rows.
+type SiteBlockRow = (String, i32, Option<i32>, Vec<u8>);
 
 impl ScyllaStore {
     /// Connects, creates the keyspace and tables if missing (refusing a schema newer than this
@@ -240,6 +255,72 @@ impl ScyllaStore {
             .collect::<Result<Vec<_>>>()?;
         sort_site_rows(&mut sites);
         Ok(sites)
+    }
+
+    /// Writes a dump's packed site blocks: every block but the first, then block 0 with the
+    /// block count, so a reader that sees block 0 sees a complete set.
+    async fn write_site_blocks(
+        &self,
+        dump: &str,
+        mut blocks: Vec<Vec<u8>>,
+        block_count: i32,
+    ) -> Result<()> {
+        let later_blocks = blocks.split_off(1);
+        let mut writes = futures::stream::iter(later_blocks.into_iter().zip(1..).map(
+            |(block, number): (Vec<u8>, i32)| {
+                self.execute(
+                    &self.statements.insert_site_block,
+                    (dump, number, None::<i32>, block),
+                    "store the sites of",
+                    dump,
+                )
+            },
+        ))
+        .buffer_unordered(CONCURRENT_REQUESTS);
+        while writes.try_next().await?.is_some() {}
+        let first = blocks.pop().expect("a dump has at least one site block");
+        self.execute(
+            &self.statements.insert_site_block,
+            (dump, 0_i32, Some(block_count), first),
+            "store the sites of",
+            dump,
+        )
+        .await
+    }
+
+    /// Reads the packed site blocks of `dumps` (at most [`DUMPS_PER_BULK_READ`]) in one request.
+    async fn read_site_blocks(&self, dumps: &[&str]) -> Result<Vec<SiteBlockRow>> {
+        let action = || match dumps {
+            [dump] => format!("failed to read the sites of dump {dump}"),
+            _ => format!("failed to read the sites of dumps {}", dumps.join(", ")),
+        };
+        let result = match dumps {
+            [dump] => {
+                self.session
+                    .execute_unpaged(&self.statements.select_site_blocks, (*dump,))
+                    .await
+            }
+            _ => {
+                self.session
+                    .execute_unpaged(&self.statements.select_site_blocks_of_dumps, (dumps,))
+                    .await
+            }
+        }
+        .map_err(cql_error(action()))?;
+        let rows = result.into_rows_result().map_err(internal(action()))?;
+        rows.rows::<SiteBlockRow>()
+            .map_err(internal(action()))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(internal(action()))
+    }
+
+    /// Reads the site rows of a dump stored before site rows were packed (schema version 1),
+    /// one CQL row per site row; `NotFound` if the dump has no aggregates at all.
+    async fn read_unpacked_sites(&self, dump: &str) -> Result<Vec<SiteGenerationStats>> {
+        if !self.has_aggregates(dump).await? {
+            return Err(aggregates_not_found(dump));
+        }
+        self.read_site_rows(dump).await
     }
 
     /// Returns whether chunk `chunk_number` of the dump's index is stored.
@@ -344,25 +425,17 @@ impl AggregateStore for ScyllaStore {
         let roots = encode_json(&aggregates.roots, "roots", dump)?;
         let shapes = encode_json(&aggregates.shapes, "shape totals", dump)?;
         let parse = encode_json(&aggregates.parse, "parse statistics", dump)?;
-        let site_rows = sites
-            .iter()
-            .map(|row| {
-                let columns = SiteColumns::new(&row.site);
-                Ok((
-                    dump,
-                    columns.file,
-                    columns.line,
-                    columns.object_type,
-                    columns.class_name,
-                    columns.absent,
-                    row.generation.map_or(NO_GENERATION, i64::from),
-                    to_column_integer(row.totals.count, "object count", dump)?,
-                    to_column_integer(row.totals.memsize, "memsize", dump)?,
-                    to_column_integer(row.totals.bytesize, "bytesize", dump)?,
-                    to_column_integer(row.totals.references, "reference count", dump)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let blocks: Vec<Vec<u8>> = if sites.is_empty() {
+            // Block 0 always exists: it is what says the dump's sites are stored.
+            vec![site_pack::encode_block(&[])]
+        } else {
+            sites
+                .chunks(site_pack::ROWS_PER_BLOCK)
+                .map(site_pack::encode_block)
+                .collect()
+        };
+        let block_count = i32::try_from(blocks.len())
+            .map_err(|_| StorageError::Invalid(format!("dump {dump} has too many sites")))?;
         let index_site_rows = aggregates
             .index_sites
             .iter()
@@ -400,14 +473,20 @@ impl AggregateStore for ScyllaStore {
         )
         .await?;
         self.execute(
+            &self.statements.delete_site_blocks,
+            (dump,),
+            "clear the sites of",
+            dump,
+        )
+        .await?;
+        self.execute(
             &self.statements.delete_index_sites,
             (dump,),
             "clear the index sites of",
             dump,
         )
         .await?;
-        self.write_rows(&self.statements.insert_site, &site_rows, dump)
-            .await?;
+        self.write_site_blocks(dump, blocks, block_count).await?;
         self.write_rows(&self.statements.insert_index_site, &index_site_rows, dump)
             .await?;
         self.execute(
@@ -427,7 +506,11 @@ impl AggregateStore for ScyllaStore {
         let Some((duplicated_strings, roots, shapes, parse)) = row else {
             return Err(aggregates_not_found(dump));
         };
-        let sites = self.read_site_rows(dump).await?;
+        let blocks = self.read_site_blocks(&[dump]).await?;
+        let sites = match unpack_sites(dump, &blocks)? {
+            Some(sites) => sites,
+            None => self.read_site_rows(dump).await?,
+        };
         let index_sites = self.read_index_sites(dump).await?;
         Ok(DumpAggregates {
             sites,
@@ -441,44 +524,38 @@ impl AggregateStore for ScyllaStore {
 
     async fn get_site_stats(&self, dump: &str) -> Result<Vec<SiteGenerationStats>> {
         check_dump_id(dump)?;
-        if !self.has_aggregates(dump).await? {
-            return Err(aggregates_not_found(dump));
+        let blocks = self.read_site_blocks(&[dump]).await?;
+        match unpack_sites(dump, &blocks)? {
+            Some(sites) => Ok(sites),
+            None => self.read_unpacked_sites(dump).await,
         }
-        self.read_site_rows(dump).await
     }
 
     async fn site_totals_for_dumps(&self, dumps: &[&str]) -> Result<Vec<DumpSiteStats>> {
-        // One partition query per dump, several in flight; the answer keeps the given order.
+        for dump in dumps {
+            check_dump_id(dump)?;
+        }
+        // One multi-partition read per group of dumps, several in flight; the answer keeps the
+        // given order.
+        let groups = futures::future::try_join_all(
+            dumps
+                .chunks(DUMPS_PER_BULK_READ)
+                .map(|group| self.read_site_blocks(group)),
+        );
         let mut all_stats = Vec::with_capacity(dumps.len());
-        for group in dumps.chunks(CONCURRENT_REQUESTS) {
-            let group_sites =
-                futures::future::try_join_all(group.iter().map(|dump| self.get_site_stats(dump)))
-                    .await?;
-            all_stats.extend(
-                group
-                    .iter()
-                    .zip(group_sites)
-                    .map(|(dump, sites)| DumpSiteStats {
-                        dump: (*dump).to_owned(),
-                        sites,
-                    }),
-            );
+        for (group, blocks) in dumps.chunks(DUMPS_PER_BULK_READ).zip(groups.await?) {
+            for dump in group {
+                let sites = match unpack_sites(dump, &blocks)? {
+                    Some(sites) => sites,
+                    None => self.read_unpacked_sites(dump).await?,
+                };
+                all_stats.push(DumpSiteStats {
+                    dump: (*dump).to_owned(),
+                    sites,
+                });
+            }
         }
         Ok(all_stats)
-    }
-
-    async fn site_series(&self, dumps: &[&str], site: &SiteKey) -> Result<Vec<SiteSeriesPoint>> {
-        let columns = SiteColumns::new(site);
-        let mut series = Vec::with_capacity(dumps.len());
-        for group in dumps.chunks(CONCURRENT_REQUESTS) {
-            series.extend(
-                futures::future::try_join_all(
-                    group.iter().map(|dump| self.series_point(dump, &columns)),
-                )
-                .await?,
-            );
-        }
-        Ok(series)
     }
 
     async fn put_index_chunk(&self, dump: &str, chunk_number: u32, bytes: Vec<u8>) -> Result<()> {
@@ -563,6 +640,13 @@ impl AggregateStore for ScyllaStore {
         .await?;
         self.delete_chunks_from(dump, 0).await?;
         self.execute(
+            &self.statements.delete_site_blocks,
+            (dump,),
+            "delete the sites of",
+            dump,
+        )
+        .await?;
+        self.execute(
             &self.statements.delete_sites,
             (dump,),
             "delete the sites of",
@@ -580,41 +664,6 @@ impl AggregateStore for ScyllaStore {
 }
 
 impl ScyllaStore {
-    /// Returns one site's totals in one dump, generations summed: a partition-prefix read.
-    async fn series_point(&self, dump: &str, columns: &SiteColumns<'_>) -> Result<SiteSeriesPoint> {
-        check_dump_id(dump)?;
-        if !self.has_aggregates(dump).await? {
-            return Err(aggregates_not_found(dump));
-        }
-        let values = (
-            dump,
-            columns.file,
-            columns.line,
-            columns.object_type,
-            columns.class_name,
-            columns.absent,
-        );
-        let pager = self
-            .session
-            .execute_iter(self.statements.select_site.clone(), values)
-            .await
-            .map_err(cql_error(format!("failed to read a site of dump {dump}")))?;
-        let rows: Vec<SiteRow> = pager
-            .rows_stream::<SiteRow>()
-            .map_err(internal(format!("unexpected site columns of dump {dump}")))?
-            .try_collect()
-            .await
-            .map_err(cql_error(format!("failed to read a site of dump {dump}")))?;
-        let mut totals = Totals::default();
-        for row in rows {
-            totals.add(&site_row(dump, row)?.totals);
-        }
-        Ok(SiteSeriesPoint {
-            dump: dump.to_owned(),
-            totals,
-        })
-    }
-
     /// Reads the index's site table, in position order.
     async fn read_index_sites(&self, dump: &str) -> Result<Vec<SiteKey>> {
         let pager = self
@@ -693,6 +742,29 @@ fn site_row(dump: &str, row: SiteRow) -> Result<SiteGenerationStats> {
             references: from_column_integer(references, "reference count", dump)?,
         },
     })
+}
+
+/// Decodes `dump`'s site rows from the blocks of a bulk read (which may hold other dumps'
+/// blocks too); `None` when the dump has no block 0, that is, no packed sites.
+fn unpack_sites(dump: &str, blocks: &[SiteBlockRow]) -> Result<Option<Vec<SiteGenerationStats>>> {
+    let mut own: Vec<&SiteBlockRow> = blocks.iter().filter(|row| row.0 == dump).collect();
+    own.sort_unstable_by_key(|row| row.1);
+    let Some(block_count) = own.first().filter(|row| row.1 == 0).and_then(|row| row.2) else {
+        return Ok(None);
+    };
+    let numbers_match = usize::try_from(block_count) == Ok(own.len())
+        && own.iter().zip(0..).all(|(row, number)| row.1 == number);
+    if !numbers_match {
+        return Err(StorageError::internal_message(format!(
+            "the sites of dump {dump} are stored as {} blocks, expected {block_count}",
+            own.len()
+        )));
+    }
+    let mut sites = Vec::new();
+    for (_, number, _, bytes) in own {
+        site_pack::decode_block(dump, *number, bytes, &mut sites)?;
+    }
+    Ok(Some(sites))
 }
 
 fn chunk_index(chunk_number: u32, dump: &str) -> Result<i32> {
@@ -808,16 +880,20 @@ async fn prepare_statements(session: &Session, consistency: Consistency) -> Resu
             "SELECT duplicated_strings, roots, shapes, parse FROM dump_aggregates WHERE dump_id = ?".to_owned(),
         )
         .await?,
-        insert_site: prepare(format!(
-            "INSERT INTO site_totals (dump_id, {SITE_COLUMNS}, {TOTALS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .await?,
         delete_sites: prepare("DELETE FROM site_totals WHERE dump_id = ?".to_owned()).await?,
         select_sites: prepare(format!("SELECT {SITE_COLUMNS}, {TOTALS_COLUMNS} FROM site_totals WHERE dump_id = ?")).await?,
-        select_site: prepare(format!(
-            "SELECT {SITE_COLUMNS}, {TOTALS_COLUMNS} FROM site_totals WHERE dump_id = ? AND file = ? AND line = ? \
-             AND object_type = ? AND class_name = ? AND absent = ?"
-        ))
+        insert_site_block: prepare(
+            "INSERT INTO site_blocks (dump_id, block, block_count, rows) VALUES (?, ?, ?, ?)".to_owned(),
+        )
+        .await?,
+        delete_site_blocks: prepare("DELETE FROM site_blocks WHERE dump_id = ?".to_owned()).await?,
+        select_site_blocks: prepare(
+            "SELECT dump_id, block, block_count, rows FROM site_blocks WHERE dump_id = ?".to_owned(),
+        )
+        .await?,
+        select_site_blocks_of_dumps: prepare(
+            "SELECT dump_id, block, block_count, rows FROM site_blocks WHERE dump_id IN ?".to_owned(),
+        )
         .await?,
         insert_index_site: prepare(format!(
             "INSERT INTO index_sites (dump_id, position, {SITE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -985,6 +1061,6 @@ mod tests {
             .split("\n;\n")
             .filter(|statement| statement.contains("CREATE TABLE"))
             .count();
-        assert_eq!(statements, 5);
+        assert_eq!(statements, 6);
     }
 }

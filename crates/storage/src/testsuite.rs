@@ -624,6 +624,75 @@ pub async fn test_store_site_totals_for_dumps(store: &dyn AggregateStore) {
     ));
 }
 
+/// Many sites per dump and many dumps per bulk read: a dump of 10,000 site rows reads back whole
+/// alone and amid 20 other dumps, in the order asked, and a smaller rewrite leaves no old row.
+pub async fn test_store_many_sites_and_dumps(store: &dyn AggregateStore) {
+    let large = unique_dump_id("many-sites");
+    let mut large_aggregates = sample_aggregates(2);
+    large_aggregates.sites = (0..10_000_u32)
+        .map(|line| {
+            let file = format!("/app/file_{}.rb", line % 37);
+            row(
+                site(Some(&file), Some(line), ObjectType::String, Some("String")),
+                Some(line % 5),
+                u64::from(line) + 1,
+            )
+        })
+        .collect();
+    large_aggregates
+        .sites
+        .sort_by(|a, b| (&a.site, a.generation).cmp(&(&b.site, b.generation)));
+    store
+        .put_dump_aggregates(&large, &large_aggregates)
+        .await
+        .expect("put the large dump");
+    assert_eq!(
+        store
+            .get_site_stats(&large)
+            .await
+            .expect("read the large dump"),
+        large_aggregates.sites
+    );
+    let mut small_dumps = Vec::new();
+    for scale in 1..=20 {
+        let dump = unique_dump_id("many-dumps");
+        let aggregates = sample_aggregates(scale);
+        store
+            .put_dump_aggregates(&dump, &aggregates)
+            .await
+            .expect("put a small dump");
+        small_dumps.push((dump, aggregates.sites));
+    }
+    let mut asked: Vec<&str> = small_dumps.iter().map(|(dump, _)| dump.as_str()).collect();
+    asked.insert(7, &large);
+    let bulk = store
+        .site_totals_for_dumps(&asked)
+        .await
+        .expect("bulk read");
+    let bulk_dumps: Vec<&str> = bulk.iter().map(|stats| stats.dump.as_str()).collect();
+    assert_eq!(bulk_dumps, asked);
+    assert_eq!(bulk[7].sites, large_aggregates.sites);
+    for (dump, sites) in &small_dumps {
+        let read = bulk
+            .iter()
+            .find(|stats| &stats.dump == dump)
+            .expect("dump read");
+        assert_eq!(&read.sites, sites, "sites of {dump}");
+    }
+    let smaller = sample_aggregates(5);
+    store
+        .put_dump_aggregates(&large, &smaller)
+        .await
+        .expect("rewrite the large dump");
+    assert_eq!(
+        store
+            .get_site_stats(&large)
+            .await
+            .expect("read the rewrite"),
+        smaller.sites
+    );
+}
+
 /// Deleting a dump removes its aggregates and index and nothing of other dumps; deleting again
 /// succeeds.
 pub async fn test_store_delete_dump(store: &dyn AggregateStore) {
@@ -738,6 +807,7 @@ pub async fn run_aggregate_store_test_suite(store: &dyn AggregateStore) {
     test_store_finish_index_drops_stale_chunks(store).await;
     test_store_site_series_across_dumps(store).await;
     test_store_site_totals_for_dumps(store).await;
+    test_store_many_sites_and_dumps(store).await;
     test_store_delete_dump(store).await;
 }
 
