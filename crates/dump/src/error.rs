@@ -80,7 +80,7 @@ pub struct BadLine {
 /// A fatal error: the dump could not be parsed at all, or strict mode met a bad line.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    /// Reading the input failed (including a corrupt or truncated gzip stream).
+    /// Reading the input failed; another attempt may succeed.
     #[error("failed to read the dump after {bytes_read} bytes")]
     Io {
         /// Decompressed bytes read before the failure.
@@ -89,11 +89,24 @@ pub enum ParseError {
         #[source]
         source: std::io::Error,
     },
+    /// The input starts like gzip but does not decode (a bad header, corrupt compressed data, a
+    /// wrong checksum); the same bytes fail the same way on every attempt. A stream that just
+    /// ends early is not this error but a truncated dump.
+    #[error("the gzip stream is corrupt after {bytes_read} decompressed bytes")]
+    CorruptGzip {
+        /// Decompressed bytes read before the corruption.
+        bytes_read: u64,
+        /// The decoder's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Strict mode met a bad line.
     #[error("strict mode: {0}")]
     Strict(BadLine),
-    /// The decompressed dump exceeds the configured maximum size.
-    #[error("dump is larger than the limit of {limit} bytes (decompressed)")]
+    /// The decompressed dump exceeds [`crate::ParseOptions::max_dump_bytes`]: a gzip bomb, or
+    /// a dump larger than the caller accepts. Parsing stops there, so neither memory nor time
+    /// grows with what lies beyond the limit.
+    #[error("the decompressed dump exceeds the limit of {limit} bytes")]
     TooLarge {
         /// The limit in bytes.
         limit: u64,

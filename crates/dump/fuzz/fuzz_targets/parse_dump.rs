@@ -41,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
     if !failed {
         let _ = parser.finish(&mut touch);
     }
-    let strict = ParseOptions { strict: true, ..options };
+    let strict = ParseOptions { strict: true, ..options.clone() };
     let _ = parse_reader(data, &strict, &mut touch);
+    // A decompressed-size limit the input crosses (gzip input expands past it).
+    let limited = ParseOptions { max_dump_bytes: Some(data.len() as u64 / 2), ..options };
+    let _ = parse_reader(data, &limited, &mut touch);
 });
