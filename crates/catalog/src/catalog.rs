@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{DumpFilter, DumpId, DumpRecord, DumpStatus, Job, NewDump, ProcessSummary};
+use crate::model::{
+    DumpFilter, DumpId, DumpRecord, DumpStatus, Job, NewDump, ProcessSummary, QueueStats,
+};
 
 /// The catalog of dumps: which dumps exist, whose they are and where each is in its life.
 ///
@@ -39,7 +41,19 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// registered but never queued ([`DumpStatus::Uploaded`]) is queued. A dump already
     /// queued, ingesting, ready or failed is returned unchanged (a failed dump is retried only
     /// through [`Catalog::enqueue`], on purpose). The `bool` is `true` when the dump is new.
-    async fn register_and_enqueue(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)>;
+    async fn register_and_enqueue(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
+        self.register_and_enqueue_traced(new_dump, None).await
+    }
+
+    /// [`Catalog::register_and_enqueue`], keeping the upload's W3C trace context with the job
+    /// when this call creates or queues it; the claim returns it ([`Job::trace_context`]) so
+    /// the ingest's span can link to the upload's. The text is opaque here; `Invalid` if it
+    /// holds a NUL character ([`NewDump::validate_trace_context`]).
+    async fn register_and_enqueue_traced(
+        &self,
+        new_dump: NewDump,
+        trace_context_opt: Option<&str>,
+    ) -> Result<(DumpRecord, bool)>;
 
     /// Returns one dump, `NotFound` if it is not registered.
     async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord>;
@@ -92,6 +106,11 @@ pub trait Catalog: Debug + Send + Sync + 'static {
         tenant_opt: Option<&str>,
     ) -> Result<Option<Job>>;
 
+    /// Returns the job queue's backlog: how many dumps are queued and ingesting, and when the
+    /// oldest queued one was registered, for `tenant_opt`'s dumps (`None`: every tenant). A
+    /// cheap read of the backlog alone, for gauges polled every few seconds.
+    async fn queue_stats(&self, tenant_opt: Option<&str>) -> Result<QueueStats>;
+
     /// Extends `worker`'s lease on a job to `lease` from now and returns the new expiry (Unix
     /// milliseconds). A holder whose lease expired may still renew it as long as no other
     /// worker claimed the job. `Conflict` when `worker` no longer holds the job (another worker
@@ -132,7 +151,47 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// instance. `Invalid` for an empty tenant.
     async fn list_processes(&self, tenant: &str) -> Result<Vec<ProcessSummary>>;
 
-    /// Removes a dump from the catalog, `NotFound` if it is not registered. Its object-storage
-    /// file and stored aggregates are the caller's to remove.
+    /// Removes a dump from the catalog, and with it its ingest job (the job is the dump's row).
+    /// `NotFound` if it is not registered; `Conflict` while a worker holds a live lease on it
+    /// (ingesting, lease not yet expired), so a running ingest is never deleted under its
+    /// worker. A dump ingesting under an expired lease is removed: its worker is presumed dead,
+    /// as the queue presumes when it hands such a job to another worker, and that worker's
+    /// renewal or completion then finds the dump gone. Its object-storage file and stored
+    /// aggregates are the caller's to remove, before this call (see [`Catalog::begin_delete`]).
     async fn delete_dump(&self, id: &DumpId) -> Result<()>;
+
+    /// Starts deleting a dump, the first step of a delete that removes its aggregates and file
+    /// next and its row last ([`Catalog::delete_dump`]). The dump becomes
+    /// [`DumpStatus::Failed`] with the reason [`DELETION_REASON`] and loses any lease,
+    /// atomically: no worker claims it from now on, readers that trust only `ready` dumps stop
+    /// reading it, and a worker whose lease had expired can neither renew nor complete it. A
+    /// delete cut short therefore leaves a row that says so, which a second delete finishes.
+    /// Returns the record after the change. Calling it again is harmless.
+    ///
+    /// `NotFound` for an unknown dump; `Conflict`, changing nothing, while a worker holds a
+    /// live lease on it (see [`Catalog::delete_dump`]).
+    async fn begin_delete(&self, id: &DumpId) -> Result<DumpRecord>;
+
+    /// Returns up to `limit` dumps taken strictly before `taken_before_unix`, oldest first (ties
+    /// by id, text compared bytewise), of the tenant `tenant_opt` names (`None`: every tenant,
+    /// for a retention sweep that spans them): what an age-based retention policy deletes.
+    ///
+    /// A dump's age is its taken time, when the process wrote it, not when it was registered:
+    /// a dump uploaded late is as old as its contents, and every listing and report orders
+    /// dumps by taken time too. `Invalid` for an empty tenant or a `limit` of 0.
+    async fn list_dumps_taken_before(
+        &self,
+        tenant_opt: Option<&str>,
+        taken_before_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<DumpRecord>>;
+
+    /// Returns whether a dump other than `id` is registered with `object_key`, so that the file
+    /// is not `id`'s alone to delete. Keys the gateway builds name the dump's id and are never
+    /// shared; a key registered by hand (`RegisterDump`) may be.
+    async fn object_key_shared(&self, id: &DumpId, object_key: &str) -> Result<bool>;
 }
+
+/// The failure reason of a dump whose delete has begun ([`Catalog::begin_delete`]): people
+/// read it in listings when a delete was cut short.
+pub const DELETION_REASON: &str = "being deleted (if this stays, delete the dump again to finish)";

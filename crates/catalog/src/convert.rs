@@ -173,6 +173,26 @@ pub(crate) fn dump_not_found(id: &DumpId) -> CatalogError {
     CatalogError::NotFound(format!("dump {id}"))
 }
 
+/// Returns the error for a delete refused because `worker` holds a live lease on the dump.
+pub(crate) fn delete_refused(id: &DumpId, worker: &str) -> CatalogError {
+    CatalogError::Conflict(format!(
+        "dump {id} is being ingested by worker {worker:?}; delete it once the ingest ends"
+    ))
+}
+
+/// Checks the arguments of `list_dumps_taken_before` and converts the limit for SQL.
+pub(crate) fn check_retention_listing(tenant_opt: Option<&str>, limit: usize) -> Result<i64> {
+    if let Some(tenant) = tenant_opt {
+        check_tenant(tenant)?;
+    }
+    match i64::try_from(limit) {
+        Ok(limit) if limit >= 1 => Ok(limit),
+        _ => Err(CatalogError::Invalid(format!(
+            "listing limit {limit} is not between 1 and i64::MAX"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

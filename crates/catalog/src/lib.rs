@@ -21,11 +21,11 @@ mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
-pub use catalog::Catalog;
+pub use catalog::{Catalog, DELETION_REASON};
 pub use error::{BoxError, CatalogError, Result};
 pub use model::{
     DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
-    ProcessSummary,
+    ProcessSummary, QueueStats,
 };
 pub use postgres::PostgresCatalog;
 pub use sqlite::{CATALOG_FILE_NAME, SqliteCatalog};

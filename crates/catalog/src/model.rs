@@ -105,6 +105,17 @@ impl NewDump {
         Ok(())
     }
 
+    /// Checks a trace context to keep with the dump's job
+    /// ([`crate::Catalog::register_and_enqueue_traced`]): no NUL character, as for every text.
+    pub fn validate_trace_context(trace_context_opt: Option<&str>) -> Result<()> {
+        if trace_context_opt.is_some_and(|trace_context| trace_context.contains('\0')) {
+            return Err(CatalogError::Invalid(
+                "trace context must not contain a NUL character".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Returns the id this dump gets (see [`DumpId::derive`]).
     pub fn dump_id(&self) -> DumpId {
         DumpId::derive(&self.process, &self.content_sha256)
@@ -433,6 +444,25 @@ pub struct Job {
     pub lease_expires_at_unix_ms: i64,
     /// Which attempt this is: the dump's attempt count after the claim, from 1.
     pub attempt: u32,
+    /// Whether the claim took the job over from a worker whose lease had expired (a crashed or
+    /// stalled worker), rather than from the queue.
+    pub after_expired_lease: bool,
+    /// The trace context of the upload that queued the dump
+    /// ([`crate::Catalog::register_and_enqueue_traced`]), for the ingest span's link.
+    pub trace_context: Option<String>,
+}
+
+/// The job queue's backlog at one moment, for the queue gauges: a cheap read of the queued
+/// and leased dumps only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Dumps waiting for a worker ([`DumpStatus::Queued`]).
+    pub queued: u64,
+    /// Dumps a worker holds ([`DumpStatus::Ingesting`]), live or expired lease alike.
+    pub ingesting: u64,
+    /// When the longest-waiting queued dump was registered (Unix seconds); `None` when nothing
+    /// is queued.
+    pub oldest_queued_registered_at_unix: Option<i64>,
 }
 
 /// A process and how many dumps the catalog holds for it.
@@ -554,6 +584,15 @@ mod tests {
             object_key: None,
         };
         valid.validate().unwrap();
+        NewDump::validate_trace_context(None).unwrap();
+        NewDump::validate_trace_context(Some(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ))
+        .unwrap();
+        assert!(matches!(
+            NewDump::validate_trace_context(Some("00-\0")),
+            Err(CatalogError::Invalid(_))
+        ));
         let mut upper_hash = valid.clone();
         upper_hash.content_sha256 = SHA.to_ascii_uppercase();
         let mut no_tenant = valid.clone();

@@ -39,15 +39,16 @@ use tokio_postgres::config::Host;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, DELETION_REASON};
 use crate::convert::{
-    StoredDump, check_max_attempts, check_reason, check_tenant, check_worker, dump_not_found,
-    from_sql_integer, lease_lost, lease_millis, to_sql_integer,
+    StoredDump, check_max_attempts, check_reason, check_retention_listing, check_tenant,
+    check_worker, delete_refused, dump_not_found, from_sql_integer, lease_lost, lease_millis,
+    to_sql_integer,
 };
 use crate::error::{CatalogError, Result};
 use crate::model::{
     DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
-    ProcessSummary,
+    ProcessSummary, QueueStats,
 };
 
 /// One schema step: `sql` takes the database from `version - 1` to `version`.
@@ -69,6 +70,10 @@ const MIGRATIONS: &[PostgresMigration] = &[
     PostgresMigration {
         version: 3,
         sql: include_str!("../migrations/postgres/0003_add_object_key.sql"),
+    },
+    PostgresMigration {
+        version: 4,
+        sql: include_str!("../migrations/postgres/0004_add_trace_context.sql"),
     },
 ];
 
@@ -113,13 +118,14 @@ const DUMP_COLUMN_COUNT: usize = 21;
 
 const INSERT_DUMP: &str = "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, \
      jobs, role, labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
-     object_key) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+     object_key, trace_context) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
      ON CONFLICT (dump_id) DO NOTHING";
 /// Queues a dump that was registered earlier and never queued (`register_and_enqueue` of a
-/// dump first registered with `register_dump`).
-const UPDATE_QUEUE_UPLOADED: &str =
-    "UPDATE dumps SET status = 'queued' WHERE dump_id = $1 AND status = 'uploaded'";
+/// dump first registered with `register_dump`). The upload that queues the dump is the one its
+/// job links to (`$2`, the trace context, when it has one).
+const UPDATE_QUEUE_UPLOADED: &str = "UPDATE dumps SET status = 'queued', \
+     trace_context = COALESCE($2, trace_context) WHERE dump_id = $1 AND status = 'uploaded'";
 const UPDATE_STATUS: &str = "UPDATE dumps \
      SET status = $2, failure_reason = $3, attempts = attempts + $4, lease_worker = NULL, \
      lease_expires_at_unix_ms = NULL WHERE dump_id = $1";
@@ -146,20 +152,30 @@ const UPDATE_ENQUEUE: &str = "UPDATE dumps SET status = 'queued', failure_reason
      attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, \
      lease_worker = NULL, lease_expires_at_unix_ms = NULL \
      WHERE dump_id = $1 AND status IN ('uploaded', 'failed')";
-/// The claim's `SET` and `WHERE`; the caller appends `RETURNING` with [`DUMP_COLUMNS`]. The
-/// subquery's `status IN (...)` is the partial index's predicate, so the planner walks that
-/// index in registration order and stops at the first row it can lock.
+/// The claim, up to its `RETURNING`, which the caller appends with [`DUMP_COLUMNS`]. The
+/// candidate's `status IN (...)` is the partial index's predicate, so the planner walks that
+/// index in registration order and stops at the first row it can lock. The candidate also
+/// keeps the row's status before the claim (`previous_status`, which `RETURNING` can name
+/// while it sees only new values of `dumps`): `ingesting` means a take-over after an expired
+/// lease. Its columns are renamed so that the unqualified `dumps` columns stay unambiguous.
 const UPDATE_CLAIM: &str = concat!(
-    "UPDATE dumps SET status = 'ingesting', failure_reason = NULL, attempts = attempts + 1, \
-     lease_worker = $1, lease_expires_at_unix_ms = ",
-    now_ms!(),
-    " + $2 WHERE dump_id = (SELECT dump_id FROM dumps \
+    "WITH candidate AS (SELECT dump_id AS claimed_id, status AS previous_status FROM dumps \
      WHERE status IN ('queued', 'ingesting') \
      AND (status = 'queued' OR lease_expires_at_unix_ms <= ",
     now_ms!(),
     ") AND ($3::TEXT IS NULL OR tenant = $3) \
-     ORDER BY registration_seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+     ORDER BY registration_seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     UPDATE dumps SET status = 'ingesting', failure_reason = NULL, attempts = attempts + 1, \
+     lease_worker = $1, lease_expires_at_unix_ms = ",
+    now_ms!(),
+    " + $2 FROM candidate WHERE dump_id = candidate.claimed_id"
 );
+/// The job queue's backlog; the status condition is the partial index's predicate, so only
+/// queued and leased rows are read.
+const SELECT_QUEUE_STATS: &str = "SELECT COUNT(*) FILTER (WHERE status = 'queued'), \
+     COUNT(*) FILTER (WHERE status = 'ingesting'), \
+     MIN(registered_at_unix) FILTER (WHERE status = 'queued') \
+     FROM dumps WHERE status IN ('queued', 'ingesting') AND ($1::TEXT IS NULL OR tenant = $1)";
 const UPDATE_RENEW: &str = concat!(
     "UPDATE dumps SET lease_expires_at_unix_ms = ",
     now_ms!(),
@@ -189,7 +205,34 @@ const UPDATE_RELEASE: &str = concat!(
 const SELECT_PROCESSES: &str = "SELECT host, pid, instance, COUNT(*), MIN(taken_at_unix), \
      MAX(taken_at_unix) FROM dumps WHERE tenant = $1 \
      GROUP BY host, pid, instance ORDER BY host, pid, instance";
-const DELETE_DUMP: &str = "DELETE FROM dumps WHERE dump_id = $1";
+
+/// The condition a dump passes unless a worker holds a live lease on it, which a delete must
+/// not pull the dump from under. A lease that expires exactly now has expired, as it has for
+/// a claim.
+macro_rules! not_under_live_lease {
+    () => {
+        concat!(
+            "NOT (status = 'ingesting' AND lease_expires_at_unix_ms IS NOT NULL \
+             AND lease_expires_at_unix_ms > ",
+            now_ms!(),
+            ")"
+        )
+    };
+}
+
+const DELETE_DUMP: &str = concat!(
+    "DELETE FROM dumps WHERE dump_id = $1 AND ",
+    not_under_live_lease!()
+);
+/// `begin_delete`'s `SET` and `WHERE`; the caller appends `RETURNING` with [`DUMP_COLUMNS`].
+const UPDATE_BEGIN_DELETE: &str = concat!(
+    "UPDATE dumps SET status = 'failed', failure_reason = $2, lease_worker = NULL, \
+     lease_expires_at_unix_ms = NULL WHERE dump_id = $1 AND ",
+    not_under_live_lease!()
+);
+const SELECT_LEASE_WORKER: &str = "SELECT lease_worker FROM dumps WHERE dump_id = $1";
+const SELECT_OBJECT_KEY_SHARED: &str =
+    "SELECT 1 FROM dumps WHERE object_key = $1 AND dump_id <> $2 LIMIT 1";
 
 /// The catalog in PostgreSQL: a pool of connections to one database whose schema
 /// [`PostgresCatalog::connect`] brought up to date.
@@ -354,6 +397,25 @@ impl PostgresCatalog {
             .map_err(postgres_error(format!("failed to read dump {id}")));
         match exists {
             Ok(Some(_)) => lease_lost(id, worker),
+            Ok(None) => dump_not_found(id),
+            Err(error) => error,
+        }
+    }
+
+    /// Returns the error for a delete guarded by `not_under_live_lease!` that matched no row:
+    /// `NotFound` when the dump does not exist, else `Conflict` naming the lease holder.
+    async fn delete_refusal(&self, client: &Object, id: &DumpId) -> CatalogError {
+        let holder = client
+            .query_opt(SELECT_LEASE_WORKER, &[&id.as_str()])
+            .await
+            .and_then(|row_opt| {
+                row_opt
+                    .map(|row| row.try_get::<_, Option<String>>(0))
+                    .transpose()
+            })
+            .map_err(postgres_error(format!("failed to read dump {id}")));
+        match holder {
+            Ok(Some(worker_opt)) => delete_refused(id, worker_opt.as_deref().unwrap_or_default()),
             Ok(None) => dump_not_found(id),
             Err(error) => error,
         }
@@ -627,9 +689,16 @@ fn list_dumps_query(filter: &DumpFilter) -> (String, Vec<Parameter>) {
 
 impl PostgresCatalog {
     /// Registers a dump (see [`Catalog::register_dump`]); with `queue`, a new dump starts
-    /// queued and an existing one still `uploaded` is queued, in the same transaction.
-    async fn register(&self, new_dump: NewDump, queue: bool) -> Result<(DumpRecord, bool)> {
+    /// queued and an existing one still `uploaded` is queued, in the same transaction, keeping
+    /// `trace_context_opt` for its job.
+    async fn register(
+        &self,
+        new_dump: NewDump,
+        queue: bool,
+        trace_context_opt: Option<&str>,
+    ) -> Result<(DumpRecord, bool)> {
         new_dump.validate()?;
+        NewDump::validate_trace_context(trace_context_opt)?;
         let id = new_dump.dump_id();
         let jobs = new_dump
             .jobs
@@ -678,6 +747,7 @@ impl PostgresCatalog {
                 &rss_bytes,
                 &initial_status.as_str(),
                 &new_dump.object_key,
+                &trace_context_opt,
             ],
             failed.as_str(),
         )
@@ -686,7 +756,7 @@ impl PostgresCatalog {
             execute_cached(
                 &transaction,
                 UPDATE_QUEUE_UPLOADED,
-                &[&id.as_str()],
+                &[&id.as_str(), &trace_context_opt],
                 failed.as_str(),
             )
             .await?;
@@ -713,11 +783,15 @@ impl PostgresCatalog {
 #[async_trait]
 impl Catalog for PostgresCatalog {
     async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
-        self.register(new_dump, false).await
+        self.register(new_dump, false, None).await
     }
 
-    async fn register_and_enqueue(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
-        self.register(new_dump, true).await
+    async fn register_and_enqueue_traced(
+        &self,
+        new_dump: NewDump,
+        trace_context_opt: Option<&str>,
+    ) -> Result<(DumpRecord, bool)> {
+        self.register(new_dump, true, trace_context_opt).await
     }
 
     async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord> {
@@ -819,7 +893,8 @@ impl Catalog for PostgresCatalog {
         let client = self.client().await?;
         let claim = client
             .prepare_cached(&format!(
-                "{UPDATE_CLAIM} RETURNING {DUMP_COLUMNS}, lease_expires_at_unix_ms"
+                "{UPDATE_CLAIM} RETURNING {DUMP_COLUMNS}, lease_expires_at_unix_ms, \
+                 candidate.previous_status, trace_context"
             ))
             .await
             .map_err(postgres_error(failed))?;
@@ -834,12 +909,45 @@ impl Catalog for PostgresCatalog {
         let lease_expires_at_unix_ms: i64 = row
             .try_get(DUMP_COLUMN_COUNT)
             .map_err(postgres_error(failed))?;
+        let previous_status: String = row
+            .try_get(DUMP_COLUMN_COUNT + 1)
+            .map_err(postgres_error(failed))?;
+        let trace_context: Option<String> = row
+            .try_get(DUMP_COLUMN_COUNT + 2)
+            .map_err(postgres_error(failed))?;
         Ok(Some(Job {
             attempt: dump.attempts,
             dump,
             worker: worker.to_owned(),
             lease_expires_at_unix_ms,
+            // Only a lapsed lease makes an ingesting dump claimable.
+            after_expired_lease: previous_status == DumpStatusKind::Ingesting.as_str(),
+            trace_context,
         }))
+    }
+
+    async fn queue_stats(&self, tenant_opt: Option<&str>) -> Result<QueueStats> {
+        let failed = "failed to read the job queue's backlog";
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                &client
+                    .prepare_cached(SELECT_QUEUE_STATS)
+                    .await
+                    .map_err(postgres_error(failed))?,
+                &[&tenant_opt],
+            )
+            .await
+            .map_err(postgres_error(failed))?;
+        let count = |index: usize, field: &str| -> Result<u64> {
+            let value: i64 = row.try_get(index).map_err(postgres_error(failed))?;
+            from_sql_integer(value, field)
+        };
+        Ok(QueueStats {
+            queued: count(0, "queued jobs")?,
+            ingesting: count(1, "ingesting jobs")?,
+            oldest_queued_registered_at_unix: row.try_get(2).map_err(postgres_error(failed))?,
+        })
     }
 
     async fn renew_lease(&self, id: &DumpId, worker: &str, lease: Duration) -> Result<i64> {
@@ -965,9 +1073,60 @@ impl Catalog for PostgresCatalog {
         let client = self.client().await?;
         let deleted = execute_cached(&client, DELETE_DUMP, &[&id.as_str()], &failed()).await?;
         if deleted == 0 {
-            return Err(dump_not_found(id));
+            return Err(self.delete_refusal(&client, id).await);
         }
         Ok(())
+    }
+
+    async fn begin_delete(&self, id: &DumpId) -> Result<DumpRecord> {
+        let failed = || format!("failed to begin deleting dump {id}");
+        let client = self.client().await?;
+        let row_opt = query_opt_cached(
+            &client,
+            &format!("{UPDATE_BEGIN_DELETE} RETURNING {DUMP_COLUMNS}"),
+            &[&id.as_str(), &DELETION_REASON],
+            &failed(),
+        )
+        .await?;
+        match row_opt {
+            Some(row) => dump_record(&row),
+            None => Err(self.delete_refusal(&client, id).await),
+        }
+    }
+
+    async fn list_dumps_taken_before(
+        &self,
+        tenant_opt: Option<&str>,
+        taken_before_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<DumpRecord>> {
+        let limit = check_retention_listing(tenant_opt, limit)?;
+        let client = self.client().await?;
+        let rows = query_cached(
+            &client,
+            &format!(
+                "SELECT {DUMP_COLUMNS} FROM dumps \
+                 WHERE taken_at_unix < $1 AND ($2::TEXT IS NULL OR tenant = $2) \
+                 ORDER BY taken_at_unix, dump_id LIMIT $3"
+            ),
+            &[&taken_before_unix, &tenant_opt, &limit],
+            "failed to list the dumps taken before a cutoff",
+        )
+        .await?;
+        rows.iter().map(dump_record).collect()
+    }
+
+    async fn object_key_shared(&self, id: &DumpId, object_key: &str) -> Result<bool> {
+        let failed = || format!("failed to look for other dumps with the object key of dump {id}");
+        let client = self.client().await?;
+        let row_opt = query_opt_cached(
+            &client,
+            SELECT_OBJECT_KEY_SHARED,
+            &[&object_key, &id.as_str()],
+            &failed(),
+        )
+        .await?;
+        Ok(row_opt.is_some())
     }
 }
 

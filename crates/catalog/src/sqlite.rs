@@ -25,15 +25,16 @@ use rusqlite::{
     Connection, OptionalExtension, ToSql, TransactionBehavior, params, params_from_iter,
 };
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, DELETION_REASON};
 use crate::convert::{
-    StoredDump, check_max_attempts, check_reason, check_tenant, check_worker, dump_not_found,
-    from_sql_integer, lease_lost, lease_millis, to_sql_integer,
+    StoredDump, check_max_attempts, check_reason, check_retention_listing, check_tenant,
+    check_worker, delete_refused, dump_not_found, from_sql_integer, lease_lost, lease_millis,
+    to_sql_integer,
 };
 use crate::error::{CatalogError, Result};
 use crate::model::{
     DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
-    ProcessSummary,
+    ProcessSummary, QueueStats,
 };
 
 /// The catalog's file name inside the directory given to [`SqliteCatalog::open`].
@@ -52,6 +53,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("../migrations/sqlite/0003_add_object_key.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/sqlite/0004_add_trace_context.sql"),
     },
 ];
 
@@ -170,6 +175,12 @@ fn unix_now_ms() -> i64 {
 /// The condition a job's lease holder passes: `?1` is the dump id, `?2` the worker.
 const HELD_BY_WORKER: &str = "dump_id = ?1 AND status = 'ingesting' AND lease_worker = ?2";
 
+/// The condition a dump passes unless a worker holds a live lease on it, which a delete must
+/// not pull the dump from under: `?2` is the lease clock's now (Unix milliseconds). A lease
+/// that expires exactly now has expired, as it has for a claim.
+const NOT_UNDER_LIVE_LEASE: &str = "NOT (status = 'ingesting' \
+     AND lease_expires_at_unix_ms IS NOT NULL AND lease_expires_at_unix_ms > ?2)";
+
 /// The columns `StoredDump::from_row` reads, in order.
 const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, labels, \
      file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, failure_reason, attempts, \
@@ -235,6 +246,23 @@ fn lease_error(connection: &Connection, id: &DumpId, worker: &str) -> Result<Cat
     })
 }
 
+/// Returns the error for a delete guarded by [`NOT_UNDER_LIVE_LEASE`] that matched no row:
+/// `NotFound` when the dump does not exist, else `Conflict` naming the lease holder.
+fn delete_refusal(connection: &Connection, id: &DumpId) -> Result<CatalogError> {
+    let holder: Option<Option<String>> = connection
+        .query_row(
+            "SELECT lease_worker FROM dumps WHERE dump_id = ?1",
+            params![id.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sqlite_error(format!("failed to read dump {id}")))?;
+    Ok(match holder {
+        Some(worker_opt) => delete_refused(id, worker_opt.as_deref().unwrap_or_default()),
+        None => dump_not_found(id),
+    })
+}
+
 /// Runs `update`, guarded by [`HELD_BY_WORKER`] (so `?1` is the dump id and `?2` the worker),
 /// and fails with [`lease_error`] when it matched no row.
 fn update_held_job(
@@ -259,9 +287,17 @@ fn update_held_job(
 
 impl SqliteCatalog {
     /// Registers a dump (see [`Catalog::register_dump`]); with `queue`, a new dump starts
-    /// queued and an existing one still `uploaded` is queued, in the same transaction.
-    async fn register(&self, new_dump: NewDump, queue: bool) -> Result<(DumpRecord, bool)> {
+    /// queued and an existing one still `uploaded` is queued, in the same transaction, keeping
+    /// `trace_context_opt` for its job.
+    async fn register(
+        &self,
+        new_dump: NewDump,
+        queue: bool,
+        trace_context_opt: Option<&str>,
+    ) -> Result<(DumpRecord, bool)> {
         new_dump.validate()?;
+        NewDump::validate_trace_context(trace_context_opt)?;
+        let trace_context_opt = trace_context_opt.map(str::to_owned);
         let id = new_dump.dump_id();
         let jobs = new_dump
             .jobs
@@ -298,8 +334,8 @@ impl SqliteCatalog {
                 .execute(
                     "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, \
                      labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
-                     registered_at_unix, object_key) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+                     registered_at_unix, object_key, trace_context) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
                      ON CONFLICT (dump_id) DO NOTHING",
                     params![
                         id.as_str(),
@@ -319,14 +355,17 @@ impl SqliteCatalog {
                         initial_status.as_str(),
                         registered_at_unix,
                         new_dump.object_key,
+                        trace_context_opt,
                     ],
                 )
                 .map_err(sqlite_error(format!("failed to register dump {id}")))?;
             if queue && inserted == 0 {
                 transaction
                     .execute(
-                        "UPDATE dumps SET status = 'queued' WHERE dump_id = ?1 AND status = 'uploaded'",
-                        params![id.as_str()],
+                        // The upload that queues the dump is the one its job links to.
+                        "UPDATE dumps SET status = 'queued', trace_context = COALESCE(?2, trace_context) \
+                         WHERE dump_id = ?1 AND status = 'uploaded'",
+                        params![id.as_str(), trace_context_opt],
                     )
                     .map_err(sqlite_error(format!("failed to enqueue dump {id}")))?;
             }
@@ -343,11 +382,15 @@ impl SqliteCatalog {
 #[async_trait]
 impl Catalog for SqliteCatalog {
     async fn register_dump(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
-        self.register(new_dump, false).await
+        self.register(new_dump, false, None).await
     }
 
-    async fn register_and_enqueue(&self, new_dump: NewDump) -> Result<(DumpRecord, bool)> {
-        self.register(new_dump, true).await
+    async fn register_and_enqueue_traced(
+        &self,
+        new_dump: NewDump,
+        trace_context_opt: Option<&str>,
+    ) -> Result<(DumpRecord, bool)> {
+        self.register(new_dump, true, trace_context_opt).await
     }
 
     async fn get_dump(&self, id: &DumpId) -> Result<DumpRecord> {
@@ -504,19 +547,19 @@ impl Catalog for SqliteCatalog {
                 .map_err(sqlite_error(failed))?;
             let now_ms = unix_now_ms();
             let lease_expires_at_unix_ms = now_ms.saturating_add(lease_ms);
-            let candidate: Option<String> = transaction
+            let candidate: Option<(String, String, Option<String>)> = transaction
                 .query_row(
-                    "SELECT dump_id FROM dumps \
+                    "SELECT dump_id, status, trace_context FROM dumps \
                      WHERE status IN ('queued', 'ingesting') \
                      AND (status = 'queued' OR lease_expires_at_unix_ms <= ?1) \
                      AND (?2 IS NULL OR tenant = ?2) \
                      ORDER BY registered_at_unix, rowid LIMIT 1",
                     params![now_ms, tenant_opt],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()
                 .map_err(sqlite_error(failed))?;
-            let Some(candidate) = candidate else {
+            let Some((candidate, previous_status, trace_context)) = candidate else {
                 return Ok(None);
             };
             transaction
@@ -539,7 +582,32 @@ impl Catalog for SqliteCatalog {
                 dump,
                 worker,
                 lease_expires_at_unix_ms,
+                // Only a lapsed lease makes an ingesting dump claimable.
+                after_expired_lease: previous_status == DumpStatusKind::Ingesting.as_str(),
+                trace_context,
             }))
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, tenant_opt: Option<&str>) -> Result<QueueStats> {
+        let tenant_opt = tenant_opt.map(str::to_owned);
+        self.with_connection(move |connection| {
+            // The status condition is the job-queue index's, so only the backlog is read.
+            let (queued, ingesting, oldest): (i64, i64, Option<i64>) = connection
+                .query_row(
+                    "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'ingesting'), 0), \
+                     MIN(CASE WHEN status = 'queued' THEN registered_at_unix END) \
+                     FROM dumps WHERE status IN ('queued', 'ingesting') AND (?1 IS NULL OR tenant = ?1)",
+                    params![tenant_opt],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .map_err(sqlite_error("failed to read the job queue's backlog"))?;
+            Ok(QueueStats {
+                queued: from_sql_integer(queued, "queued jobs")?,
+                ingesting: from_sql_integer(ingesting, "ingesting jobs")?,
+                oldest_queued_registered_at_unix: oldest,
+            })
         })
         .await
     }
@@ -707,12 +775,86 @@ impl Catalog for SqliteCatalog {
         let id = id.clone();
         self.with_connection(move |connection| {
             let deleted = connection
-                .execute("DELETE FROM dumps WHERE dump_id = ?1", params![id.as_str()])
+                .execute(
+                    &format!("DELETE FROM dumps WHERE dump_id = ?1 AND {NOT_UNDER_LIVE_LEASE}"),
+                    params![id.as_str(), unix_now_ms()],
+                )
                 .map_err(sqlite_error(format!("failed to delete dump {id}")))?;
             if deleted == 0 {
-                return Err(dump_not_found(&id));
+                return Err(delete_refusal(connection, &id)?);
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn begin_delete(&self, id: &DumpId) -> Result<DumpRecord> {
+        let id = id.clone();
+        self.with_connection(move |connection| {
+            let stored = connection
+                .query_row(
+                    &format!(
+                        "UPDATE dumps SET status = 'failed', failure_reason = ?3, \
+                         lease_worker = NULL, lease_expires_at_unix_ms = NULL \
+                         WHERE dump_id = ?1 AND {NOT_UNDER_LIVE_LEASE} RETURNING {DUMP_COLUMNS}"
+                    ),
+                    params![id.as_str(), unix_now_ms(), DELETION_REASON],
+                    StoredDump::from_row,
+                )
+                .optional()
+                .map_err(sqlite_error(format!("failed to begin deleting dump {id}")))?;
+            match stored {
+                Some(stored) => stored.into_record(),
+                None => Err(delete_refusal(connection, &id)?),
+            }
+        })
+        .await
+    }
+
+    async fn list_dumps_taken_before(
+        &self,
+        tenant_opt: Option<&str>,
+        taken_before_unix: i64,
+        limit: usize,
+    ) -> Result<Vec<DumpRecord>> {
+        let limit = check_retention_listing(tenant_opt, limit)?;
+        let tenant_opt = tenant_opt.map(str::to_owned);
+        self.with_connection(move |connection| {
+            let failed = "failed to list the dumps taken before a cutoff";
+            let mut statement = connection
+                .prepare(&format!(
+                    "SELECT {DUMP_COLUMNS} FROM dumps \
+                     WHERE taken_at_unix < ?1 AND (?2 IS NULL OR tenant = ?2) \
+                     ORDER BY taken_at_unix, dump_id LIMIT ?3"
+                ))
+                .map_err(sqlite_error(failed))?;
+            let stored: Vec<StoredDump> = statement
+                .query_map(
+                    params![taken_before_unix, tenant_opt, limit],
+                    StoredDump::from_row,
+                )
+                .and_then(Iterator::collect)
+                .map_err(sqlite_error(failed))?;
+            stored.into_iter().map(StoredDump::into_record).collect()
+        })
+        .await
+    }
+
+    async fn object_key_shared(&self, id: &DumpId, object_key: &str) -> Result<bool> {
+        let id = id.clone();
+        let object_key = object_key.to_owned();
+        self.with_connection(move |connection| {
+            let shared = connection
+                .query_row(
+                    "SELECT 1 FROM dumps WHERE object_key = ?1 AND dump_id <> ?2 LIMIT 1",
+                    params![object_key, id.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(sqlite_error(format!(
+                    "failed to look for other dumps with the object key of dump {id}"
+                )))?;
+            Ok(shared.is_some())
         })
         .await
     }
@@ -734,6 +876,13 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
         crate::testsuite::check_claim_job_spans_tenants(&catalog).await;
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_catalog_lists_old_dumps_across_tenants() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(directory.path()).await.unwrap();
+        crate::testsuite::check_list_dumps_taken_before_spans_tenants(&catalog).await;
     }
 
     #[tokio::test]

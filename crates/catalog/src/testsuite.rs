@@ -18,9 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::future::join_all;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, DELETION_REASON};
 use crate::error::{CatalogError, Result};
-use crate::model::{DumpFilter, DumpId, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey};
+use crate::model::{
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
+    QueueStats,
+};
 
 /// Returns a tenant name no other suite run uses, even against a shared database.
 pub fn unique_tenant(test_name: &str) -> String {
@@ -224,6 +227,7 @@ pub async fn test_catalog_unknown_dump_is_not_found(catalog: &dyn Catalog) {
         catalog.mark_ready(&missing, 1, 0).await,
         catalog.mark_failed(&missing, "boom").await,
         catalog.delete_dump(&missing).await,
+        catalog.begin_delete(&missing).await.map(drop),
     ];
     for outcome in outcomes {
         assert!(
@@ -963,6 +967,268 @@ pub async fn test_catalog_complete_job_marks_the_dump_ready(catalog: &dyn Catalo
     );
 }
 
+/// The status `begin_delete` leaves behind.
+fn being_deleted() -> DumpStatus {
+    DumpStatus::Failed {
+        reason: DELETION_REASON.to_owned(),
+    }
+}
+
+/// A dump a worker holds under a live lease is neither withdrawn nor deleted (`Conflict`
+/// naming the worker, nothing changed) and its worker completes it; once the ingest ended,
+/// both succeed.
+pub async fn test_catalog_delete_refuses_a_dump_under_a_live_lease(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("delete-leased");
+    let id = register_queued(catalog, &tenant, 100).await;
+    let job = claim(catalog, "worker-a", &tenant).await.expect("claim");
+    for outcome in [
+        catalog.begin_delete(&id).await.map(drop),
+        catalog.delete_dump(&id).await,
+    ] {
+        match outcome {
+            Err(CatalogError::Conflict(message)) => {
+                assert!(message.contains("worker-a"), "{message}");
+            }
+            other => panic!("a delete under a live lease: {other:?}"),
+        }
+    }
+    assert_eq!(
+        catalog.get_dump(&id).await.expect("get"),
+        job.dump,
+        "a refused delete changes nothing"
+    );
+    catalog
+        .renew_lease(&id, "worker-a", LONG_LEASE)
+        .await
+        .expect("the worker keeps its lease");
+    catalog
+        .complete_job(&id, "worker-a", 5, 0)
+        .await
+        .expect("the worker completes its job");
+    let withdrawn = catalog
+        .begin_delete(&id)
+        .await
+        .expect("begin the delete once the ingest ended");
+    assert_eq!(withdrawn.status, being_deleted());
+    catalog
+        .delete_dump(&id)
+        .await
+        .expect("delete once the ingest ended");
+    assert!(matches!(
+        catalog.get_dump(&id).await,
+        Err(CatalogError::NotFound(_))
+    ));
+}
+
+/// A dump whose worker's lease expired (a crashed worker) can be deleted. The worker's late
+/// calls then fail cleanly: `Conflict` once the delete began (it can no longer mark the dump
+/// ready), `NotFound` once the row is gone; and no other worker claims the withdrawn dump.
+pub async fn test_catalog_delete_takes_a_dump_whose_lease_expired(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("delete-expired");
+    let id = register_queued(catalog, &tenant, 100).await;
+    catalog
+        .claim_job("worker-a", EXPIRING_LEASE, Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("a queued job");
+    let deadline = Instant::now() + EXPIRY_DEADLINE;
+    let withdrawn = loop {
+        match catalog.begin_delete(&id).await {
+            Ok(withdrawn) => break withdrawn,
+            Err(CatalogError::Conflict(_)) => {}
+            Err(error) => panic!("begin_delete after the lease expired: {error:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease on {id} did not expire within {EXPIRY_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(withdrawn.status, being_deleted());
+    assert_conflict(
+        catalog.renew_lease(&id, "worker-a", LONG_LEASE).await,
+        "renewal after the delete began",
+    );
+    assert_conflict(
+        catalog.complete_job(&id, "worker-a", 1, 0).await,
+        "completion after the delete began",
+    );
+    assert!(
+        claim(catalog, "worker-b", &tenant).await.is_none(),
+        "a dump being deleted is never claimed"
+    );
+    catalog.delete_dump(&id).await.expect("delete");
+    let late: Vec<Result<()>> = vec![
+        catalog
+            .renew_lease(&id, "worker-a", LONG_LEASE)
+            .await
+            .map(drop),
+        catalog.complete_job(&id, "worker-a", 1, 0).await,
+        catalog.fail_job(&id, "worker-a", "late", 3).await.map(drop),
+        catalog.release_job(&id, "worker-a").await,
+    ];
+    for outcome in late {
+        assert!(
+            matches!(outcome, Err(CatalogError::NotFound(_))),
+            "a late call of the worker after the delete: {outcome:?}"
+        );
+    }
+}
+
+/// `begin_delete` withdraws a dump in any state but a live ingest: it becomes failed with
+/// [`DELETION_REASON`], every other field kept, leaves the queue and the `ready` listing, and
+/// a second call changes nothing. Only `delete_dump` removes the row; other dumps stay as
+/// they were.
+pub async fn test_catalog_begin_delete_withdraws_the_dump(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("begin-delete");
+    let queued = register_queued(catalog, &tenant, 100).await;
+    let ready = register(catalog, sample_dump(&tenant, "web-1", 1, "", 200)).await;
+    catalog.mark_ready(&ready, 10, 1).await.expect("ready");
+    // Ingesting outside the queue (an embedded import) holds no lease to wait for.
+    let importing = register(catalog, sample_dump(&tenant, "web-1", 1, "", 300)).await;
+    catalog
+        .set_status(&importing, DumpStatus::Ingesting)
+        .await
+        .expect("set ingesting");
+    let kept = register(catalog, sample_dump(&tenant, "web-2", 2, "", 400)).await;
+    catalog.mark_ready(&kept, 7, 0).await.expect("ready");
+    let kept_before = catalog.get_dump(&kept).await.expect("get kept");
+
+    for id in [&queued, &ready, &importing] {
+        let before = catalog.get_dump(id).await.expect("get");
+        let withdrawn = catalog.begin_delete(id).await.expect("begin delete");
+        let expected = DumpRecord {
+            status: being_deleted(),
+            ..before
+        };
+        assert_eq!(withdrawn, expected);
+        assert_eq!(catalog.get_dump(id).await.expect("get withdrawn"), expected);
+        assert_eq!(
+            catalog.begin_delete(id).await.expect("begin delete again"),
+            expected
+        );
+    }
+    assert!(
+        claim(catalog, "worker-a", &tenant).await.is_none(),
+        "the withdrawn queued dump is not claimed"
+    );
+    let ready_listing = catalog
+        .list_dumps(&DumpFilter {
+            status: Some(DumpStatusKind::Ready),
+            ..DumpFilter::for_tenant(&tenant)
+        })
+        .await
+        .expect("list ready");
+    assert_eq!(ids(&ready_listing), vec![kept.clone()]);
+    for id in [&queued, &ready, &importing] {
+        catalog.delete_dump(id).await.expect("delete");
+    }
+    let listed = catalog
+        .list_dumps(&DumpFilter::for_tenant(&tenant))
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![kept_before]);
+}
+
+/// `list_dumps_taken_before` returns a tenant's dumps taken strictly before the cutoff, in
+/// any state, oldest first with ties by id, at most `limit` of them, never another tenant's.
+pub async fn test_catalog_list_dumps_taken_before_finds_old_dumps(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("taken-before");
+    let other_tenant = unique_tenant("taken-before-other");
+    let newest = register(catalog, sample_dump(&tenant, "web-1", 1, "", 300)).await;
+    let tied_a = register(catalog, sample_dump(&tenant, "web-2", 2, "", 100)).await;
+    let middle = register(catalog, sample_dump(&tenant, "web-1", 1, "", 200)).await;
+    let tied_b = register(catalog, sample_dump(&tenant, "web-1", 1, "", 100)).await;
+    let at_cutoff = register(catalog, sample_dump(&tenant, "web-1", 1, "", 400)).await;
+    register(catalog, sample_dump(&other_tenant, "web-1", 1, "", 50)).await;
+    catalog.mark_ready(&middle, 3, 0).await.expect("ready");
+    catalog
+        .mark_failed(&newest, "bad dump")
+        .await
+        .expect("failed");
+    let mut tied = vec![tied_a, tied_b];
+    tied.sort();
+    let mut expected = tied;
+    expected.extend([middle, newest]);
+
+    let list = |cutoff: i64, limit: usize| {
+        let tenant = tenant.clone();
+        async move {
+            catalog
+                .list_dumps_taken_before(Some(&tenant), cutoff, limit)
+                .await
+        }
+    };
+    let all = list(400, 100).await.expect("list before the cutoff");
+    assert_eq!(ids(&all), expected);
+    assert!(!ids(&all).contains(&at_cutoff), "the cutoff is exclusive");
+    assert!(all.iter().all(|record| record.process.tenant == tenant));
+    let first_two = list(400, 2).await.expect("list with a limit");
+    assert_eq!(ids(&first_two), expected[..2].to_vec());
+    assert!(list(100, 100).await.expect("list none").is_empty());
+    for invalid in [
+        catalog.list_dumps_taken_before(Some(""), 400, 10).await,
+        catalog.list_dumps_taken_before(Some(&tenant), 400, 0).await,
+    ] {
+        assert!(
+            matches!(invalid, Err(CatalogError::Invalid(_))),
+            "{invalid:?}"
+        );
+    }
+}
+
+/// `object_key_shared` tells whether another registered dump names the same file.
+pub async fn test_catalog_object_key_shared_finds_other_dumps(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("shared-key");
+    let shared_key = format!("dumps/{tenant}/web-1/1-/registered-by-hand.dump");
+    let mut first = sample_dump(&tenant, "web-1", 1, "", 100);
+    first.object_key = Some(shared_key.clone());
+    let mut second = sample_dump(&tenant, "web-2", 2, "", 100);
+    second.object_key = Some(shared_key.clone());
+    let own = sample_dump(&tenant, "web-1", 1, "", 200);
+    let own_key = own.object_key.clone().expect("sample dumps have a key");
+    let first = register(catalog, first).await;
+    let second = register(catalog, second).await;
+    let own = register(catalog, own).await;
+
+    let shared = |id: DumpId, key: String| async move {
+        catalog
+            .object_key_shared(&id, &key)
+            .await
+            .expect("look for other dumps with the key")
+    };
+    assert!(shared(first.clone(), shared_key.clone()).await);
+    assert!(shared(second.clone(), shared_key.clone()).await);
+    assert!(!shared(own.clone(), own_key).await);
+    catalog.delete_dump(&second).await.expect("delete");
+    assert!(!shared(first, shared_key).await, "the other dump is gone");
+}
+
+/// `list_dumps_taken_before` without a tenant spans every tenant, oldest first. It lists
+/// whatever the catalog holds, so it needs a catalog no other test registers old dumps in.
+pub async fn check_list_dumps_taken_before_spans_tenants(catalog: &dyn Catalog) {
+    let first = register(
+        catalog,
+        sample_dump(&unique_tenant("span-old-a"), "web-1", 1, "", 100),
+    )
+    .await;
+    let second = register(
+        catalog,
+        sample_dump(&unique_tenant("span-old-b"), "web-1", 1, "", 50),
+    )
+    .await;
+    register(
+        catalog,
+        sample_dump(&unique_tenant("span-old-a"), "web-1", 1, "", 500),
+    )
+    .await;
+    let listed = catalog
+        .list_dumps_taken_before(None, 200, 10)
+        .await
+        .expect("list every tenant's old dumps");
+    assert_eq!(ids(&listed), vec![second, first]);
+}
+
 /// A claim without a tenant takes every tenant's queued dumps, oldest registered first. It
 /// claims whatever the catalog holds, so it needs a catalog no other test queues jobs in.
 pub async fn check_claim_job_spans_tenants(catalog: &dyn Catalog) {
@@ -1054,11 +1320,139 @@ pub async fn test_catalog_register_and_enqueue_queues_once(catalog: &dyn Catalog
     assert_eq!(failed.status.failure_reason(), Some("bad dump"));
 }
 
+/// A trace context as the gateway stores it: a `traceparent`, then a `tracestate`.
+const UPLOAD_TRACE_CONTEXT: &str =
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\nvendor=value";
+
+/// The upload's trace context is kept by `register_and_enqueue_traced` (for a new dump, and
+/// for a registered one it queues) and comes back with the job; a dump queued without one, or
+/// an upload repeated with another, changes nothing.
+pub async fn test_catalog_jobs_carry_the_upload_trace_context(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("trace-context");
+    let traced = sample_dump(&tenant, "web-1", 1, "", 100);
+    let (record, created) = catalog
+        .register_and_enqueue_traced(traced.clone(), Some(UPLOAD_TRACE_CONTEXT))
+        .await
+        .expect("register and enqueue a traced upload");
+    assert!(created);
+    catalog
+        .register_and_enqueue_traced(
+            traced,
+            Some("00-11111111111111111111111111111111-2222222222222222-01"),
+        )
+        .await
+        .expect("the same upload again");
+
+    let registered_first = sample_dump(&tenant, "web-1", 2, "", 100);
+    let registered_id = register(catalog, registered_first.clone()).await;
+    catalog
+        .register_and_enqueue_traced(registered_first, Some(UPLOAD_TRACE_CONTEXT))
+        .await
+        .expect("queue a registered dump with a trace context");
+
+    let untraced_id = register_queued(catalog, &tenant, 300).await;
+
+    let first = claim(catalog, "worker-a", &tenant).await.expect("a job");
+    assert_eq!(first.dump.id, record.id);
+    assert_eq!(first.trace_context.as_deref(), Some(UPLOAD_TRACE_CONTEXT));
+    let second = claim(catalog, "worker-a", &tenant).await.expect("a job");
+    assert_eq!(second.dump.id, registered_id);
+    assert_eq!(second.trace_context.as_deref(), Some(UPLOAD_TRACE_CONTEXT));
+    let third = claim(catalog, "worker-a", &tenant).await.expect("a job");
+    assert_eq!(third.dump.id, untraced_id);
+    assert_eq!(third.trace_context, None);
+
+    let outcome = catalog
+        .register_and_enqueue_traced(sample_dump(&tenant, "web-1", 3, "", 100), Some("00-\0"))
+        .await;
+    assert!(
+        matches!(outcome, Err(CatalogError::Invalid(_))),
+        "{outcome:?}"
+    );
+}
+
+/// A claim says whether it took the job off the queue or over from a worker whose lease
+/// expired.
+pub async fn test_catalog_claim_job_reports_a_take_over(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("take-over");
+    register_queued(catalog, &tenant, 100).await;
+    let crashed = catalog
+        .claim_job("worker-a", EXPIRING_LEASE, Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("a queued job");
+    assert!(!crashed.after_expired_lease, "a claim off the queue");
+    let taken_over = claim_when_expired(catalog, "worker-b", &tenant).await;
+    assert_eq!(taken_over.dump.id, crashed.dump.id);
+    assert!(taken_over.after_expired_lease, "a take-over");
+}
+
+/// `queue_stats` counts a tenant's queued and ingesting dumps (never uploaded, ready or failed
+/// ones) and dates its oldest queued one; without a tenant it counts at least as much.
+pub async fn test_catalog_queue_stats_counts_the_backlog(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("queue-stats");
+    let empty = catalog
+        .queue_stats(Some(&tenant))
+        .await
+        .expect("queue stats");
+    assert_eq!(empty, QueueStats::default());
+
+    let oldest = register_queued(catalog, &tenant, 100).await;
+    let next = register_queued(catalog, &tenant, 200).await;
+    register(catalog, sample_dump(&tenant, "web-2", 1, "", 100)).await;
+    let failed = register(catalog, sample_dump(&tenant, "web-3", 1, "", 100)).await;
+    catalog
+        .mark_failed(&failed, "bad dump")
+        .await
+        .expect("fail");
+    let queued = catalog
+        .queue_stats(Some(&tenant))
+        .await
+        .expect("queue stats");
+    let oldest_record = catalog.get_dump(&oldest).await.expect("get");
+    assert_eq!((queued.queued, queued.ingesting), (2, 0));
+    assert_eq!(
+        queued.oldest_queued_registered_at_unix,
+        Some(oldest_record.registered_at_unix)
+    );
+
+    let job = claim(catalog, "worker-a", &tenant).await.expect("a job");
+    assert_eq!(job.dump.id, oldest);
+    let working = catalog
+        .queue_stats(Some(&tenant))
+        .await
+        .expect("queue stats");
+    let next_record = catalog.get_dump(&next).await.expect("get");
+    assert_eq!((working.queued, working.ingesting), (1, 1));
+    assert_eq!(
+        working.oldest_queued_registered_at_unix,
+        Some(next_record.registered_at_unix)
+    );
+    let everywhere = catalog.queue_stats(None).await.expect("queue stats");
+    assert!(
+        everywhere.queued >= 1 && everywhere.ingesting >= 1,
+        "{everywhere:?}"
+    );
+
+    catalog
+        .complete_job(&oldest, "worker-a", 1, 0)
+        .await
+        .expect("complete");
+    let done = catalog
+        .queue_stats(Some(&tenant))
+        .await
+        .expect("queue stats");
+    assert_eq!((done.queued, done.ingesting), (1, 0));
+}
+
 /// Runs every backend-independent behaviour against `catalog`.
 pub async fn run_catalog_test_suite(catalog: &dyn Catalog) {
     test_catalog_register_dump_returns_the_record(catalog).await;
     test_catalog_register_dump_is_idempotent(catalog).await;
     test_catalog_register_and_enqueue_queues_once(catalog).await;
+    test_catalog_jobs_carry_the_upload_trace_context(catalog).await;
+    test_catalog_claim_job_reports_a_take_over(catalog).await;
+    test_catalog_queue_stats_counts_the_backlog(catalog).await;
     test_catalog_register_dump_rejects_invalid_input(catalog).await;
     test_catalog_unknown_dump_is_not_found(catalog).await;
     test_catalog_list_dumps_orders_by_process_and_time(catalog).await;
@@ -1067,6 +1461,11 @@ pub async fn run_catalog_test_suite(catalog: &dyn Catalog) {
     test_catalog_mark_ready_records_ingest_results(catalog).await;
     test_catalog_list_processes_counts_dumps(catalog).await;
     test_catalog_delete_dump_removes_it(catalog).await;
+    test_catalog_delete_refuses_a_dump_under_a_live_lease(catalog).await;
+    test_catalog_delete_takes_a_dump_whose_lease_expired(catalog).await;
+    test_catalog_begin_delete_withdraws_the_dump(catalog).await;
+    test_catalog_list_dumps_taken_before_finds_old_dumps(catalog).await;
+    test_catalog_object_key_shared_finds_other_dumps(catalog).await;
     test_catalog_concurrent_registration_creates_once(catalog).await;
     test_catalog_claim_job_takes_queued_dumps_oldest_first(catalog).await;
     test_catalog_concurrent_claimers_get_disjoint_jobs(catalog).await;
