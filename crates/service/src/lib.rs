@@ -8,7 +8,8 @@
 //!   reflection, so grpcurl works against every server;
 //! - [`convert`]: catalog records to and from the API messages;
 //! - [`status`]: backend errors as gRPC status codes (UNAVAILABLE is retryable, INTERNAL not);
-//! - [`server`]: one way to serve, bind and run a server binary's `main`;
+//! - [`server`]: one way to serve, bind and run a server binary's `main` (telemetry included);
+//! - [`grpc_telemetry`]: trace context and a span per call at the gRPC edge, both sides;
 //! - [`shutdown`]: the future that resolves on SIGTERM or Ctrl-C.
 
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@
 pub mod backends;
 pub mod config;
 pub mod convert;
+pub mod grpc_telemetry;
 pub mod health;
 pub mod server;
 pub mod shutdown;

@@ -4,11 +4,12 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use heapfleet_telemetry::TelemetryConfig;
 use tokio::net::TcpListener;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::server::HealthReporter;
-use tracing_subscriber::EnvFilter;
 
+use crate::grpc_telemetry::GrpcTelemetryLayer;
 use crate::health;
 
 /// HTTP/2 flow-control window of one stream (see [`serve`]).
@@ -64,6 +65,9 @@ pub async fn serve(
         // what a loopback or LAN link carries; larger windows let a dump stream at disk speed.
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        // The middleware, outermost first. OpenTelemetry: continue the caller's trace, one
+        // span and one duration per call (health checks and reflection excepted).
+        .layer(GrpcTelemetryLayer::new())
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -75,32 +79,53 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs a server binary's `main`: logging to stderr (`RUST_LOG`, default `info`), a tokio
-/// runtime, and any error printed on one line with a failing exit code.
-pub fn run_main<F, Fut>(main: F) -> ExitCode
+/// Runs a server binary's `main`: a tokio runtime, telemetry started in it for
+/// `service_name` (logs to stderr by `RUST_LOG`, default `info`; traces and metrics over OTLP
+/// as the `OTEL_*` variables say, see `heapfleet_telemetry::TelemetryConfig::from_lookup`),
+/// then `main`; at the end the last spans and metrics are flushed and any error is printed on
+/// one line with a failing exit code. A bad `OTEL_*` setting fails before `main` runs, so
+/// before anything is bound.
+pub fn run_main<F, Fut>(service_name: &str, main: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let result = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("failed to start the async runtime")
-        .and_then(|runtime| runtime.block_on(main()));
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return fatal(&anyhow::Error::new(error).context("failed to start the async runtime"));
+        }
+    };
+    let telemetry = TelemetryConfig::from_env(service_name, "info").and_then(|config| {
+        // The OTLP exporter's gRPC channel lives on this runtime.
+        let _runtime_context = runtime.enter();
+        heapfleet_telemetry::init(&config)
+    });
+    let guard = match telemetry {
+        Ok(guard) => guard,
+        Err(error) => return fatal(&anyhow::Error::new(error).context("cannot start telemetry")),
+    };
+    let result = runtime.block_on(main());
+    if let Err(error) = &result {
+        tracing::error!("{error:#}");
+    }
+    // While the runtime still runs: the exporters send their last batches through it.
+    guard.shutdown();
+    drop(runtime);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            #[allow(clippy::print_stderr)] // The one place a server's fatal error is shown.
-            {
-                eprintln!("error: {error:#}");
-            }
-            ExitCode::FAILURE
-        }
+        Err(error) => fatal(&error),
     }
+}
+
+/// Prints a server's fatal error on one line and returns the failing exit code.
+fn fatal(error: &anyhow::Error) -> ExitCode {
+    #[allow(clippy::print_stderr)] // The one place a server's fatal error is shown.
+    {
+        eprintln!("error: {error:#}");
+    }
+    ExitCode::FAILURE
 }
