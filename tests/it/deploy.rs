@@ -23,6 +23,7 @@ fn allowed_config_keys(binary: &str) -> &'static [&'static str] {
             "tenant",
             "catalog",
             "objects",
+            "store",
             "s3.endpoint",
             "s3.region",
             "s3.allow_http",
@@ -44,6 +45,8 @@ fn allowed_config_keys(binary: &str) -> &'static [&'static str] {
             "lease_seconds",
             "max_attempts",
             "poll_interval_ms",
+            "retention.max_age",
+            "retention.interval",
         ],
         "heapfleet-query" => &[
             "listen",
@@ -68,6 +71,7 @@ fn allowed_env(binary: &str) -> &'static [&'static str] {
             "HEAPFLEET_TENANT",
             "HEAPFLEET_CATALOG",
             "HEAPFLEET_OBJECTS",
+            "HEAPFLEET_STORE",
             "HEAPFLEET_S3_ENDPOINT",
             "HEAPFLEET_S3_REGION",
             "HEAPFLEET_S3_ALLOW_HTTP",
@@ -87,6 +91,8 @@ fn allowed_env(binary: &str) -> &'static [&'static str] {
             "HEAPFLEET_LEASE_SECONDS",
             "HEAPFLEET_MAX_ATTEMPTS",
             "HEAPFLEET_POLL_INTERVAL_MS",
+            "HEAPFLEET_RETENTION_MAX_AGE",
+            "HEAPFLEET_RETENTION_INTERVAL",
         ],
         "heapfleet-query" => &[
             "HEAPFLEET_CONFIG",
@@ -1373,6 +1379,16 @@ fn test_deploy_example_configs_resolve_with_the_services_types() {
         ingester.worker.poll_interval,
         std::time::Duration::from_millis(1000)
     );
+    assert_eq!(
+        ingester.retention.max_age,
+        Some(std::time::Duration::from_secs(30 * 24 * 60 * 60))
+    );
+    assert_eq!(
+        ingester.retention.interval,
+        std::time::Duration::from_secs(60 * 60)
+    );
+    // The gateway deletes aggregates from the store the ingesters write.
+    assert_eq!(gateway.store.as_deref(), Some(ingester.store.as_str()));
 
     let file: heapfleet_query::QueryFile =
         heapfleet_service::config::read_file(&config("query.toml")).unwrap();

@@ -1,7 +1,8 @@
 //! `PostgresCatalog` against a real PostgreSQL server: the catalog conformance suite (job queue
-//! included), dumps surviving a reconnect, a claim spanning tenants, and the schema migrations
-//! (idempotent, applied once when services start together, upgrading a database that holds
-//! dumps, refusing a newer schema). Also what a caller sees when there is no server.
+//! and deletes included), dumps surviving a reconnect, a claim and a retention listing spanning
+//! tenants, and the schema migrations (idempotent, applied once when services start together,
+//! upgrading a database that holds dumps, refusing a newer schema). Also what a caller sees when
+//! there is no server.
 //!
 //! The server comes from `HEAPFLEET_TEST_POSTGRES_URL`, which scripts/test.sh sets after starting
 //! a throwaway cluster. Without it the server tests skip with a note, or fail under
@@ -15,7 +16,8 @@ use futures::future::join_all;
 use std::time::Duration;
 
 use heapfleet_catalog::testsuite::{
-    check_claim_job_spans_tenants, run_catalog_test_suite, sample_dump, unique_tenant,
+    check_claim_job_spans_tenants, check_list_dumps_taken_before_spans_tenants,
+    run_catalog_test_suite, sample_dump, unique_tenant,
 };
 use heapfleet_catalog::{Catalog, CatalogError, DumpFilter, DumpStatus, PostgresCatalog};
 use heapfleet_tests::service_url;
@@ -196,6 +198,19 @@ async fn test_postgres_catalog_claims_jobs_across_tenants() {
     let scratch = ScratchDatabase::create(&url, "span").await;
     let catalog = scratch.connect_catalog().await.unwrap();
     check_claim_job_spans_tenants(&catalog).await;
+    drop(catalog);
+    scratch.drop_database().await;
+}
+
+#[tokio::test]
+async fn test_postgres_catalog_lists_old_dumps_across_tenants() {
+    let Some(url) = service_url(POSTGRES_URL_VARIABLE) else {
+        return;
+    };
+    // A listing without a tenant sees every tenant's old dumps, so it gets a database of its own.
+    let scratch = ScratchDatabase::create(&url, "taken_before").await;
+    let catalog = scratch.connect_catalog().await.unwrap();
+    check_list_dumps_taken_before_spans_tenants(&catalog).await;
     drop(catalog);
     scratch.drop_database().await;
 }
