@@ -6,6 +6,8 @@
 #   eval "$(scripts/s3-server.sh start)"   # exports HEAPFLEET_TEST_S3_ENDPOINT, _BUCKET,
 #                                          # _ACCESS_KEY, _SECRET_KEY, S3_SERVER_PID, S3_SERVER_ROOT
 #   scripts/s3-server.sh stop "$S3_SERVER_PID" "$S3_SERVER_ROOT"
+#   scripts/s3-server.sh restart PORT "$S3_SERVER_ROOT"   # after the server was killed: serves the
+#                                          # same objects on the same port again; exports S3_SERVER_PID
 #
 # Listens on a free loopback port; ready in well under a second. Progress goes to stderr;
 # stdout carries only the exports. If `start` fails it leaves nothing behind.
@@ -48,36 +50,59 @@ install_s3s_fs() {
   log "s3s-fs built in $(( $(date +%s) - started )) s"
 }
 
+# launch ROOT PORT: serves ROOT/data on PORT; once it listens prints its pid, else fails.
+launch() {
+  local root=$1 port=$2 pid started
+  started=$(now_ms)
+  # Throwaway credentials: the server holds test data only and listens on loopback.
+  "$tools/bin/s3s-fs" --host 127.0.0.1 --port "$port" --access-key heapfleet \
+    --secret-key heapfleet-test-secret "$root/data" >>"$root/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do
+    if port_in_use "$port"; then
+      log "s3s-fs $S3S_FS_VERSION on 127.0.0.1:$port: ready in $(( $(now_ms) - started )) ms"
+      echo "$pid"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  log "s3s-fs did not start on port $port:"
+  tail -n 5 "$root/server.log" >&2 || true
+  kill "$pid" 2>/dev/null || true
+  return 1
+}
+
 start() {
   install_s3s_fs
-  local root port pid started attempt
+  local root port pid attempt
   root=$(mktemp -d -t heapfleet-s3.XXXXXX)
   mkdir "$root/data" "$root/data/$BUCKET"
   # Another process may take the port between the check and the start: try a few.
   for attempt in 1 2 3; do
     port=$(free_port) || { log "found no free loopback port"; break; }
-    started=$(now_ms)
-    # Throwaway credentials: the server holds test data only and listens on loopback.
-    "$tools/bin/s3s-fs" --host 127.0.0.1 --port "$port" --access-key heapfleet \
-      --secret-key heapfleet-test-secret "$root/data" >"$root/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 200); do
-      if port_in_use "$port"; then
-        log "s3s-fs $S3S_FS_VERSION on 127.0.0.1:$port: ready in $(( $(now_ms) - started )) ms"
-        echo "export HEAPFLEET_TEST_S3_ENDPOINT=http://127.0.0.1:$port" \
-          "HEAPFLEET_TEST_S3_BUCKET=$BUCKET HEAPFLEET_TEST_S3_ACCESS_KEY=heapfleet" \
-          "HEAPFLEET_TEST_S3_SECRET_KEY=heapfleet-test-secret S3_SERVER_PID=$pid S3_SERVER_ROOT=$root"
-        return 0
-      fi
-      if ! kill -0 "$pid" 2>/dev/null; then break; fi
-      sleep 0.05
-    done
-    log "s3s-fs did not start on port $port (attempt $attempt):"
-    tail -n 5 "$root/server.log" >&2 || true
-    kill "$pid" 2>/dev/null || true
+    if pid=$(launch "$root" "$port"); then
+      echo "export HEAPFLEET_TEST_S3_ENDPOINT=http://127.0.0.1:$port" \
+        "HEAPFLEET_TEST_S3_BUCKET=$BUCKET HEAPFLEET_TEST_S3_ACCESS_KEY=heapfleet" \
+        "HEAPFLEET_TEST_S3_SECRET_KEY=heapfleet-test-secret S3_SERVER_PID=$pid S3_SERVER_ROOT=$root"
+      return 0
+    fi
+    log "attempt $attempt failed"
   done
   rm -rf "$root"
   return 1
+}
+
+restart() {
+  local port=$1 root=$2 pid
+  # Only ever serve a directory this script made.
+  case $(basename "$root") in
+    heapfleet-s3.*) [ -d "$root/data" ] || { log "$root holds no data directory"; return 1; } ;;
+    *) log "$root was not made by this script; not touching it"; return 1 ;;
+  esac
+  install_s3s_fs
+  pid=$(launch "$root" "$port") || return 1
+  echo "export S3_SERVER_PID=$pid"
 }
 
 stop() {
@@ -95,5 +120,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop "${2:?pid}" "${3:?root dir}" ;;
-  *) echo "usage: $0 start | stop PID ROOT_DIR" >&2; exit 2 ;;
+  restart) restart "${2:?port}" "${3:?root dir}" ;;
+  *) echo "usage: $0 start | stop PID ROOT_DIR | restart PORT ROOT_DIR" >&2; exit 2 ;;
 esac

@@ -6,6 +6,9 @@
 #       HEAPFLEET_TEST_SERVICES_DIR   the directory to pass to `stop`
 #       HEAPFLEET_TEST_POSTGRES_URL   a connection string for the tests
 #   scripts/test-services.sh stop DIR          stops them and removes DIR
+#   scripts/test-services.sh pause DIR         stops PostgreSQL as a crash would (immediate
+#                                              shutdown), keeping its data, for fault tests
+#   scripts/test-services.sh resume DIR        starts it again on the same data and port
 #
 # PostgreSQL comes from Debian's packages (scripts/install-test-deps.sh installs them) or from
 # initdb/pg_ctl on PATH. As root the server runs as the `postgres` OS user (initdb refuses to
@@ -62,6 +65,18 @@ free_port() {
   return 1
 }
 
+# pg_start BIN PG_DIR PORT: starts the cluster in PG_DIR/data on PORT and waits until it is ready.
+# fsync=off loses data only when the machine crashes, which throws the cluster away anyway. A
+# commit still writes its WAL to the kernel before it returns (synchronous_commit stays on):
+# otherwise the crash `pause` simulates would lose commits the tests saw succeed.
+pg_start() {
+  local bin=$1 pg_dir=$2 port=$3
+  as_postgres "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+    -o "-p $port -k '$pg_dir' -c listen_addresses=127.0.0.1 -c fsync=off \
+        -c full_page_writes=off" \
+    start >/dev/null
+}
+
 # start_postgres DIR: initdb + pg_ctl start in DIR/postgres; prints the exports.
 start_postgres() {
   local services_dir=$1 bin pg_dir started_ms initdb_ms port attempt
@@ -91,10 +106,9 @@ start_postgres() {
   for attempt in 1 2 3; do
     port=$(free_port) || { log "found no free loopback port"; return 1; }
     started_ms=$(now_ms)
-    if as_postgres "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
-        -o "-p $port -k '$pg_dir' -c listen_addresses=127.0.0.1 -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null; then
+    if pg_start "$bin" "$pg_dir" "$port"; then
+      # `resume` starts the server again on this port.
+      echo "$port" >"$pg_dir/port"
       log "PostgreSQL $("$bin/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port:" \
         "initdb $initdb_ms ms, server ready in $(( $(now_ms) - started_ms )) ms"
       echo "export HEAPFLEET_TEST_POSTGRES_URL='host=127.0.0.1 port=$port user=postgres dbname=postgres'"
@@ -116,12 +130,39 @@ stop_postgres() {
   fi
 }
 
-stop_all() {
-  local services_dir=$1
-  if [ ! -f "$services_dir/$MARKER" ]; then
-    log "$services_dir was not made by this script; not touching it"
+# pause_postgres DIR: stops the cluster in DIR/postgres the way a crash would, keeping its data:
+# an immediate shutdown ends every session at once and leaves recovery to the next start.
+pause_postgres() {
+  local pg_dir=$1/postgres bin
+  bin=$(postgres_bin_dir) || { log "PostgreSQL is not installed"; return 1; }
+  [ -f "$pg_dir/data/postmaster.pid" ] || { log "no PostgreSQL runs in $pg_dir"; return 1; }
+  as_postgres "$bin/pg_ctl" -D "$pg_dir/data" -m immediate -w -t 30 stop >/dev/null
+}
+
+# resume_postgres DIR: starts the cluster in DIR/postgres again, on the port it had.
+resume_postgres() {
+  local pg_dir=$1/postgres bin started_ms
+  bin=$(postgres_bin_dir) || { log "PostgreSQL is not installed"; return 1; }
+  [ -f "$pg_dir/port" ] || { log "$pg_dir holds no cluster this script started"; return 1; }
+  started_ms=$(now_ms)
+  if ! pg_start "$bin" "$pg_dir" "$(cat "$pg_dir/port")"; then
+    log "PostgreSQL did not start again in $pg_dir:"; tail -n 5 "$pg_dir/server.log" >&2 || true
     return 1
   fi
+  log "PostgreSQL on 127.0.0.1:$(cat "$pg_dir/port") again, ready in $(( $(now_ms) - started_ms )) ms"
+}
+
+# check_ours DIR: fails unless this script made DIR.
+check_ours() {
+  if [ ! -f "$1/$MARKER" ]; then
+    log "$1 was not made by this script; not touching it"
+    return 1
+  fi
+}
+
+stop_all() {
+  local services_dir=$1
+  check_ours "$services_dir" || return 1
   stop_postgres "$services_dir"
   rm -rf "$services_dir"
 }
@@ -143,8 +184,13 @@ case "${1:-}" in
     [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 2; }
     stop_all "$2"
     ;;
+  pause | resume)
+    [ $# -eq 2 ] || { echo "usage: $0 $1 DIR" >&2; exit 2; }
+    check_ours "$2"
+    "${1}_postgres" "$2"
+    ;;
   *)
-    echo "usage: $0 start | stop DIR" >&2
+    echo "usage: $0 start | stop DIR | pause DIR | resume DIR" >&2
     exit 2
     ;;
 esac

@@ -7,7 +7,10 @@
 #      and points the tests at it with HEAPFLEET_TEST_POSTGRES_URL, and a throwaway Apache
 #      Cassandra 5 node (scripts/cassandra.sh, the CQL server standing in for ScyllaDB) named in
 #      HEAPFLEET_TEST_SCYLLA_URI, and a throwaway S3-compatible server (scripts/s3-server.sh,
-#      s3s-fs) named in HEAPFLEET_TEST_S3_ENDPOINT, unless those are already set;
+#      s3s-fs) named in HEAPFLEET_TEST_S3_ENDPOINT, unless those are already set. The fault
+#      tests (services/ingester/tests/faults.rs) start servers of their own through the same
+#      scripts, to stop and restart them: a PostgreSQL cluster, an S3 server and a second
+#      Cassandra node on free ports (never the shared one), with the tools installed in step 1;
 #   3. runs every test of the workspace;
 #   4. stops the servers and removes their directories on the way out, whether the tests
 #      passed, failed or were interrupted.

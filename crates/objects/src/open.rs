@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::{ObjectStore, RetryConfig};
 
 use crate::{ObjectsError, Result};
 
@@ -119,6 +120,10 @@ pub struct S3Options {
     pub session_token: Option<String>,
     /// Whether a plain `http://` endpoint is allowed (local test servers); off by default.
     pub allow_http: bool,
+    /// How long a failing request (server unreachable, 5xx) is retried, with backoff, before it
+    /// fails; `None` keeps the S3 client's default of up to 10 retries within 3 minutes. A
+    /// server that answers an upload while the client waits may want less.
+    pub retry_timeout: Option<Duration>,
 }
 
 impl S3Options {
@@ -150,6 +155,7 @@ impl S3Options {
             session_token: first(&["AWS_SESSION_TOKEN"]),
             allow_http: first(&["AWS_ALLOW_HTTP"])
                 .is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1"),
+            retry_timeout: None,
         }
     }
 }
@@ -165,6 +171,7 @@ impl fmt::Debug for S3Options {
             .field("secret_access_key", &redacted(&self.secret_access_key))
             .field("session_token", &redacted(&self.session_token))
             .field("allow_http", &self.allow_http)
+            .field("retry_timeout", &self.retry_timeout)
             .finish()
     }
 }
@@ -204,6 +211,12 @@ pub fn open_object_store(
             }
             if let Some(session_token) = &s3_options.session_token {
                 builder = builder.with_token(session_token);
+            }
+            if let Some(retry_timeout) = s3_options.retry_timeout {
+                builder = builder.with_retry(RetryConfig {
+                    retry_timeout,
+                    ..RetryConfig::default()
+                });
             }
             let store = builder.build().map_err(|error| open_error(error.into()))?;
             Ok((Arc::new(store), prefix))
@@ -297,6 +310,7 @@ mod tests {
                 secret_access_key: Some("hunter2".to_owned()),
                 session_token: None,
                 allow_http: true,
+                retry_timeout: None,
             }
         );
         assert_eq!(

@@ -132,6 +132,7 @@ async fn test_health_never_serving_while_objects_unreachable() {
         secret_access_key: Some("heapfleet-test-secret".to_owned()),
         session_token: None,
         allow_http: true,
+        retry_timeout: None,
     };
     let served = serve_gateway(Some("s3://bucket"), &s3).await;
     let mut client = health_client(&served.url()).await;
