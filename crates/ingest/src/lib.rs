@@ -7,8 +7,15 @@
 //! through a bounded channel, so a slow store slows the parser instead of growing memory.
 //! Re-ingesting a dump overwrites what an earlier attempt stored under the same dump id, so an
 //! interrupted or repeated ingest never double-counts.
+//!
+//! The reverse, deleting a dump from the catalog, the store and object storage in an order a
+//! crash cannot break, is [`DumpDeleter`] (module `delete`).
 
 #![warn(missing_docs)]
+
+mod delete;
+
+pub use delete::{DeleteError, DeletedDump, DumpDeleter, ObjectOutcome};
 
 use std::io::Read;
 use std::path::Path;
@@ -21,6 +28,7 @@ use heapfleet_dump::{ParseError, ParseOptions, parse_reader};
 use heapfleet_storage::{AggregateStore, StorageError};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// How many encoded index chunks (about 1 MiB each) may wait for the store.
 const INDEX_CHUNKS_IN_FLIGHT: usize = 4;
@@ -87,7 +95,10 @@ where
 {
     let start = Instant::now();
     let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<u8>>(INDEX_CHUNKS_IN_FLIGHT);
+    // The parse runs on a blocking thread, outside the caller's span unless handed it.
+    let parse_span = tracing::info_span!("parse", otel.name = "parse dump");
     let parse_task = tokio::task::spawn_blocking(move || {
+        let _parse_entered = parse_span.enter();
         let mut aggregator = DumpAggregator::new(|chunk| {
             // A closed channel means the writer failed; its error is reported below.
             let _ = chunk_tx.blocking_send(chunk);
@@ -102,8 +113,16 @@ where
         if write_error.is_some() {
             continue; // Drain so the parser is not blocked; the first error is kept.
         }
+        // One span per store write, so a trace shows where an ingest's time went.
+        let write_span = tracing::info_span!(
+            "store.put_index_chunk",
+            otel.name = "store put_index_chunk",
+            chunk = index_chunks,
+            bytes = chunk.len(),
+        );
         match store
             .put_index_chunk(dump_id.as_str(), index_chunks, chunk)
+            .instrument(write_span)
             .await
         {
             Ok(()) => index_chunks += 1,
@@ -126,9 +145,21 @@ where
                 .unwrap_or_default(),
         });
     }
-    store.finish_index(dump_id.as_str(), index_chunks).await?;
+    store
+        .finish_index(dump_id.as_str(), index_chunks)
+        .instrument(tracing::info_span!(
+            "store.finish_index",
+            otel.name = "store finish_index",
+            chunks = index_chunks,
+        ))
+        .await?;
     store
         .put_dump_aggregates(dump_id.as_str(), &aggregates)
+        .instrument(tracing::info_span!(
+            "store.put_dump_aggregates",
+            otel.name = "store put_dump_aggregates",
+            sites = aggregates.sites.len(),
+        ))
         .await?;
     Ok(StoredDump {
         aggregates,

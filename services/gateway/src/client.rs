@@ -1,4 +1,6 @@
-//! The client side of an upload: what `heapfleet upload` and the agent call.
+//! The client side of an upload: what `heapfleet upload` and the agent call. Every call
+//! carries the caller's trace context, so a traced agent's upload and the gateway's handling of
+//! it are one trace.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,8 +9,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use heapfleet_service::grpc_telemetry::{TracedChannel, traced};
 use tokio::io::AsyncReadExt;
-use tonic::transport::Channel;
+use tracing::Instrument;
 
 /// Bytes per upload message: well under the gateway's message limit, large enough that the
 /// per-message overhead does not matter.
@@ -17,8 +20,11 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// Called with the number of bytes just sent (for progress bars).
 pub type SendProgress = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// A client of the ingest API whose calls carry the caller's trace context.
+pub type IngestClient = IngestServiceClient<TracedChannel>;
+
 /// Connects to a gateway (`http://host:port`), failing with a message that names it.
-pub async fn connect(url: &str) -> anyhow::Result<IngestServiceClient<Channel>> {
+pub async fn connect(url: &str) -> anyhow::Result<IngestClient> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url:?} is not a server URL (expected http://host:port)"))?
         .initial_stream_window_size(heapfleet_service::server::STREAM_WINDOW_BYTES)
@@ -26,7 +32,7 @@ pub async fn connect(url: &str) -> anyhow::Result<IngestServiceClient<Channel>> 
         .connect()
         .await
         .with_context(|| format!("cannot connect to the heapfleet server at {url}"))?;
-    Ok(IngestServiceClient::new(channel)
+    Ok(IngestServiceClient::new(traced(channel))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(CHUNK_BYTES + 4096))
 }
@@ -34,7 +40,7 @@ pub async fn connect(url: &str) -> anyhow::Result<IngestServiceClient<Channel>> 
 /// Uploads the dump file at `path` with `metadata` (its size, hash and encoding are filled in
 /// here: the file is read once to hash it, then streamed in [`CHUNK_BYTES`] messages).
 pub async fn upload_file(
-    client: &mut IngestServiceClient<Channel>,
+    client: &mut IngestClient,
     path: &Path,
     mut metadata: pb::DumpMetadata,
     progress: Option<SendProgress>,
@@ -87,8 +93,17 @@ pub async fn upload_file(
             }
         });
     let requests = futures::stream::iter([first]).chain(chunks);
+    // The client's span of the upload, the parent of the gateway's when telemetry is on.
+    let span = tracing::info_span!(
+        "upload",
+        otel.name = "upload dump",
+        otel.kind = "client",
+        file = %path.display(),
+        bytes = size,
+    );
     let response = client
         .upload_dump(requests)
+        .instrument(span)
         .await
         .map_err(|status| match status.code() {
             tonic::Code::Unimplemented => anyhow::anyhow!(

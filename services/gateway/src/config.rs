@@ -43,6 +43,10 @@ pub struct GatewayConfig {
     pub catalog: String,
     /// The object store URL (`s3://bucket/prefix`, a directory or `memory://`).
     pub objects: String,
+    /// The aggregate store URL (the ingesters' `store`), which `DeleteDump` deletes a dump's
+    /// aggregates from; `None`: the gateway refuses deletes. No default, so a gateway never
+    /// deletes from an embedded store while the dumps' aggregates live elsewhere.
+    pub store: Option<String>,
     /// S3 endpoint, region and credentials.
     pub s3: S3Options,
     /// Upload limits.
@@ -72,6 +76,10 @@ pub struct GatewayArgs {
     /// [default: heapfleet-data/objects].
     #[arg(long, env = "HEAPFLEET_OBJECTS")]
     pub objects: Option<String>,
+    /// Aggregate store the ingesters write (scylla://host:9042/keyspace, or a directory), from
+    /// which DeleteDump deletes a dump's aggregates [default: none, and deletes are refused].
+    #[arg(long, env = "HEAPFLEET_STORE")]
+    pub store: Option<String>,
     /// S3 settings for the object store.
     #[command(flatten)]
     pub s3: S3Args,
@@ -92,6 +100,8 @@ pub struct GatewayFile {
     pub catalog: Option<String>,
     /// See [`GatewayArgs::objects`].
     pub objects: Option<String>,
+    /// See [`GatewayArgs::store`].
+    pub store: Option<String>,
     /// S3 settings.
     #[serde(default)]
     pub s3: S3File,
@@ -140,6 +150,7 @@ impl GatewayArgs {
                 file.objects,
                 "heapfleet-data/objects".to_owned(),
             ),
+            store: self.store.clone().or(file.store),
             s3: self.s3.options(file.s3),
             limits: Limits {
                 max_dump_bytes: pick(
@@ -183,6 +194,9 @@ impl GatewayConfig {
         }
         heapfleet_objects::ObjectStoreUrl::parse(&self.objects)
             .map_err(|error| anyhow::anyhow!("objects: {error}"))?;
+        if self.store.as_deref() == Some("") {
+            bail!("store must name the ingesters' aggregate store, or be left out");
+        }
         if self.limits.max_dump_bytes == 0 {
             bail!("limits.max_dump_bytes must be positive");
         }
@@ -234,5 +248,19 @@ mod tests {
         let file: GatewayFile = parse_toml("[limits]\nmax_dump_bytes = 0\n").unwrap();
         let error = GatewayArgs::default().resolve_with(file).unwrap_err();
         assert!(error.to_string().contains("max_dump_bytes"), "{error}");
+        let file: GatewayFile = parse_toml("store = \"\"\n").unwrap();
+        let error = GatewayArgs::default().resolve_with(file).unwrap_err();
+        assert!(error.to_string().starts_with("store "), "{error}");
+    }
+
+    #[test]
+    fn test_resolve_leaves_the_store_unset_by_default() {
+        let config = GatewayArgs::default()
+            .resolve_with(GatewayFile::default())
+            .unwrap();
+        assert_eq!(config.store, None);
+        let file: GatewayFile = parse_toml("store = \"scylla://a:9042/k\"\n").unwrap();
+        let config = GatewayArgs::default().resolve_with(file).unwrap();
+        assert_eq!(config.store.as_deref(), Some("scylla://a:9042/k"));
     }
 }

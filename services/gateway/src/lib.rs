@@ -6,6 +6,9 @@
 //! synced where the store does not sync itself, registered in the catalog and queued for
 //! ingest in one transaction. Then, and only then, the client gets its dump id. A failed upload
 //! is aborted: no object, no catalog row.
+//!
+//! Given the aggregate store too (`store`), it also deletes dumps everywhere (`DeleteDump`,
+//! through `heapfleet_ingest::DumpDeleter`); without one it refuses deletes.
 
 #![warn(missing_docs)]
 
@@ -20,19 +23,23 @@ pub use service::{Gateway, INGEST_SERVICE_NAME};
 
 use std::future::Future;
 
-use heapfleet_service::backends::{Objects, open_catalog};
+use heapfleet_service::backends::{Objects, open_catalog, open_store};
 use heapfleet_service::{health, server};
 
 /// Opens the gateway's backends from `config`.
 pub async fn open(config: &GatewayConfig) -> anyhow::Result<Gateway> {
     let catalog = open_catalog(&config.catalog).await?;
     let objects = Objects::open(&config.objects, &config.s3)?;
-    Ok(Gateway::new(
+    let gateway = Gateway::new(
         config.tenant.clone(),
         catalog,
         objects,
         config.limits.clone(),
-    ))
+    );
+    Ok(match &config.store {
+        Some(store) => gateway.with_store(open_store(store).await?),
+        None => gateway,
+    })
 }
 
 /// Runs the gateway server until `shutdown` resolves: the ingest service, health (SERVING while
@@ -53,7 +60,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let mut parts = server::server_parts(&[INGEST_SERVICE_NAME]).await?;
-    let probes = vec![
+    let mut probes = vec![
         (
             "catalog".to_owned(),
             health::catalog_probe(gateway.catalog()),
@@ -63,6 +70,9 @@ pub async fn serve(
             health::objects_probe(gateway.objects()),
         ),
     ];
+    if let Some(store) = gateway.store() {
+        probes.push(("store".to_owned(), health::store_probe(store)));
+    }
     let watcher = tokio::spawn(health::watch_backends(
         parts.reporter.clone(),
         vec![INGEST_SERVICE_NAME.to_owned()],

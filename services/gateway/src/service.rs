@@ -1,8 +1,10 @@
-//! `heapfleet.ingest.v1.IngestService` on the catalog and object-store backends.
+//! `heapfleet.ingest.v1.IngestService` on the catalog and object-store backends (and, for
+//! deletes, the aggregate store).
 
 use std::sync::Arc;
 
 use heapfleet_catalog::{Catalog, DumpFilter, DumpId, NewDump};
+use heapfleet_ingest::{DeleteError, DumpDeleter};
 use heapfleet_objects::object_store::path::Path as ObjectPath;
 use heapfleet_objects::object_store::{ObjectStoreExt, WriteMultipart};
 use heapfleet_objects::{DumpCompression, DumpKey, dumps_prefix};
@@ -11,6 +13,9 @@ use heapfleet_proto::ingest::v1::ingest_service_server::{IngestService, IngestSe
 use heapfleet_service::backends::Objects;
 use heapfleet_service::convert::{dump_to_proto, kind_of};
 use heapfleet_service::status;
+use heapfleet_storage::AggregateStore;
+use heapfleet_telemetry::metrics::GatewayMetrics;
+use heapfleet_telemetry::propagation::current_trace_context;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -32,6 +37,9 @@ pub struct Gateway {
     catalog: Arc<dyn Catalog>,
     objects: Objects,
     limits: Limits,
+    metrics: GatewayMetrics,
+    /// The aggregate store and what deletes from all three backends; `None` refuses deletes.
+    deletes: Option<(Arc<dyn AggregateStore>, DumpDeleter)>,
 }
 
 impl Gateway {
@@ -47,7 +55,27 @@ impl Gateway {
             catalog,
             objects,
             limits,
+            metrics: GatewayMetrics::new(),
+            deletes: None,
         }
+    }
+
+    /// Lets the gateway delete dumps (`DeleteDump`): `store` must be the aggregate store the
+    /// ingesters write, or a delete would leave the dump's aggregates behind.
+    pub fn with_store(mut self, store: Arc<dyn AggregateStore>) -> Gateway {
+        let deleter = DumpDeleter::new(
+            self.catalog.clone(),
+            store.clone(),
+            self.objects.store.clone(),
+            self.objects.prefix.clone(),
+        );
+        self.deletes = Some((store, deleter));
+        self
+    }
+
+    /// The aggregate store deletes remove aggregates from, when the gateway has one.
+    pub fn store(&self) -> Option<Arc<dyn AggregateStore>> {
+        self.deletes.as_ref().map(|(store, _)| store.clone())
     }
 
     /// The catalog this gateway registers dumps in.
@@ -75,12 +103,14 @@ impl Gateway {
         key: &ObjectPath,
     ) -> Result<(pb::Dump, bool), Status> {
         new_dump.object_key = Some(key.to_string());
+        // The job carries this call's trace context, so the ingest's span links to the upload.
         let (record, created) = self
             .catalog
-            .register_and_enqueue(new_dump)
+            .register_and_enqueue_traced(new_dump, current_trace_context().as_deref())
             .await
             .map_err(|error| status::from_catalog(&error))?;
         if created {
+            self.metrics.queued();
             tracing::info!(dump = %record.id, key = %key, size = record.size_bytes, "dump registered and queued");
         }
         Ok((dump_to_proto(&record), created))
@@ -197,6 +227,7 @@ impl IngestService for Gateway {
         let key = self.key_for(&new_dump, &id, &metadata)?;
         let started = std::time::Instant::now();
         self.receive(&mut stream, &new_dump, &key).await?;
+        self.metrics.stored(new_dump.size_bytes);
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             dump = %id,
@@ -297,6 +328,54 @@ impl IngestService for Gateway {
         Ok(Response::new(pb::ListDumpsResponse {
             dumps: records.iter().map(dump_to_proto).collect(),
         }))
+    }
+
+    async fn delete_dump(
+        &self,
+        request: Request<pb::DeleteDumpRequest>,
+    ) -> Result<Response<pb::DeleteDumpResponse>, Status> {
+        let id: DumpId = request
+            .into_inner()
+            .dump_id
+            .parse()
+            .map_err(|error| status::from_catalog(&error))?;
+        let Some((_, deleter)) = &self.deletes else {
+            return Err(Status::failed_precondition(
+                "this gateway has no aggregate store configured (`store`), so it cannot delete dumps",
+            ));
+        };
+        let deleted = deleter
+            .delete(&self.tenant, &id)
+            .await
+            .map_err(|error| delete_status(&error))?;
+        tracing::info!(
+            dump = %id,
+            host = %deleted.dump.process.host,
+            pid = deleted.dump.process.pid,
+            taken_at_unix = deleted.dump.taken_at_unix,
+            object = deleted.object.as_str(),
+            "dump deleted on request"
+        );
+        Ok(Response::new(pb::DeleteDumpResponse {
+            dump: Some(dump_to_proto(&deleted.dump)),
+            object: deleted.object.as_str().to_owned(),
+        }))
+    }
+}
+
+/// The status for a failed delete: a live ingest is a state the client waits out
+/// (FAILED_PRECONDITION), everything else maps as the backend's error does.
+fn delete_status(error: &DeleteError) -> Status {
+    match error {
+        DeleteError::Catalog(catalog_error) if error.is_being_ingested() => {
+            Status::failed_precondition(status::error_chain(catalog_error))
+        }
+        DeleteError::Catalog(catalog_error) => status::from_catalog(catalog_error),
+        DeleteError::Store { source, .. } => {
+            let store_status = status::from_storage(source);
+            Status::new(store_status.code(), status::error_chain(error))
+        }
+        DeleteError::Object { source, .. } => status::from_object_store(&error.to_string(), source),
     }
 }
 

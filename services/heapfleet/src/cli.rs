@@ -12,8 +12,8 @@ use crate::output::Format;
 /// By default everything runs in this one process on a local data directory (no servers
 /// needed): import dumps, list them, look inside one, and diff several dumps of one process.
 /// With --server URL the read commands (dumps, show, diff, leaks, compare, timeline, paths) ask
-/// a heapfleet server instead, `upload` and `agent` send dumps to one, and `serve` runs a whole
-/// server on the data directory.
+/// a heapfleet server instead, `upload` and `agent` send dumps to one, `delete` deletes on one,
+/// and `serve` runs a whole server on the data directory.
 #[derive(Debug, Parser)]
 #[command(
     name = "heapfleet",
@@ -32,7 +32,8 @@ pub(crate) struct Cli {
     pub(crate) data_dir: PathBuf,
 
     /// A heapfleet server to use instead of the data directory: `heapfleet serve`, or the
-    /// distributed stack's query service (the read commands) or gateway (upload, agent).
+    /// distributed stack's query service (the read commands) or gateway (upload, agent,
+    /// delete).
     #[arg(long, global = true, env = "HEAPFLEET_SERVER", value_name = "URL")]
     pub(crate) server: Option<String>,
 
@@ -92,6 +93,14 @@ pub(crate) enum Command {
     /// from the file name, as for import. The same content from the same process is stored
     /// once, however often it is sent. With --wait, waits until every dump is ingested.
     Upload(UploadArgs),
+    /// Delete dumps everywhere: their aggregates and object index, their dump files and their
+    /// catalog entries.
+    ///
+    /// Works on the data directory, or with --server URL on a gateway (or `heapfleet serve`).
+    /// A dump being ingested is left alone (outcome being_ingested): delete it once its ingest
+    /// ends. A delete cut short leaves the dump listed as failed ("being deleted"); running the
+    /// command again finishes it. Exit status 1 if any dump was not deleted.
+    Delete(DeleteArgs),
     /// Run a heapfleet server on the data directory: the upload API, ingest workers and the
     /// query API in one process on one port, with the embedded catalog and store.
     ///
@@ -234,6 +243,13 @@ pub(crate) struct UploadArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// Dump ids (or unique prefixes), as `heapfleet dumps` lists them.
+    #[arg(required = true, value_name = "DUMP")]
+    pub(crate) dumps: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Address to listen on; use 0.0.0.0:7400 to accept other machines.
     #[arg(long, env = "HEAPFLEET_LISTEN", default_value = "127.0.0.1:7400")]
@@ -246,6 +262,26 @@ pub(crate) struct ServeArgs {
     /// Largest dump accepted, in bytes.
     #[arg(long, default_value_t = 16 << 30)]
     pub(crate) max_dump_bytes: u64,
+
+    /// Delete the dumps taken longer ago than this (e.g. 30d, 12h, 90m) everywhere, at start
+    /// and then every --retention-interval [default: keep every dump].
+    #[arg(
+        long,
+        env = "HEAPFLEET_RETENTION_MAX_AGE",
+        value_name = "AGE",
+        value_parser = parse_positive_duration
+    )]
+    pub(crate) retention_max_age: Option<std::time::Duration>,
+
+    /// Time between two retention sweeps (with --retention-max-age).
+    #[arg(
+        long,
+        env = "HEAPFLEET_RETENTION_INTERVAL",
+        value_name = "INTERVAL",
+        default_value = "1h",
+        value_parser = parse_positive_duration
+    )]
+    pub(crate) retention_interval: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -452,6 +488,15 @@ pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
         .map_err(|error| format!("{text:?} is neither Unix seconds nor an RFC 3339 time: {error}"))
 }
 
+/// Parses a positive duration such as `30d`, `12h`, `90m` or `45s`.
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = heapfleet_ingester::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(duration)
+}
+
 fn parse_generation(text: &str) -> Result<GenerationArg, String> {
     if text.eq_ignore_ascii_case("none") {
         return Ok(GenerationArg::None);
@@ -487,6 +532,39 @@ mod tests {
         assert_eq!(parse_time("1700000000"), Ok(1_700_000_000));
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn test_parse_positive_duration_refuses_zero_and_nonsense() {
+        assert_eq!(
+            parse_positive_duration("30d"),
+            Ok(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert!(parse_positive_duration("0h").is_err());
+        assert!(parse_positive_duration("a month").is_err());
+    }
+
+    #[test]
+    fn test_serve_retention_is_off_by_default() {
+        let cli = Cli::try_parse_from(["heapfleet", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.retention_max_age, None);
+        assert_eq!(
+            args.retention_interval,
+            std::time::Duration::from_secs(3600)
+        );
+        let cli = Cli::try_parse_from(["heapfleet", "serve", "--retention-max-age", "7d"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            args.retention_max_age,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        let refused = Cli::try_parse_from(["heapfleet", "serve", "--retention-max-age", "0d"]);
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //!
 //! The read commands (dumps, show, diff) work through `heapfleet_query::Queries`: computed here
 //! from the data directory, or asked of a server with --server. Import and demo write the data
-//! directory; upload sends to a server; serve runs one.
+//! directory; upload sends to a server; delete works on either; serve runs one.
 
 mod agent;
 mod compare;
+mod delete;
 mod demo;
 mod diff;
 mod dumps;
@@ -50,6 +51,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             };
             upload::run(server, args, format).await
+        }
+        Command::Delete(args) => {
+            delete::run(cli.server.as_deref(), &cli.data_dir, args, format).await
         }
         Command::Agent(args) => {
             let Some(server) = cli.server.as_deref() else {

@@ -1,4 +1,5 @@
-//! The `heapfleet` command: parses the command line, sets up logging and runs one command.
+//! The `heapfleet` command: parses the command line, sets up logging (and, for the long-running
+//! `serve` and `agent`, OpenTelemetry) and runs one command.
 
 mod cli;
 mod commands;
@@ -9,7 +10,7 @@ mod plot;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use heapfleet_telemetry::TelemetryConfig;
 
 #[global_allocator]
 static ALLOCATOR: heapfleet_service::Allocator = heapfleet_service::Allocator {};
@@ -21,13 +22,6 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,7 +31,32 @@ fn main() -> ExitCode {
             return report(&anyhow::Error::new(error).context("failed to start the async runtime"));
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    // `serve` and `agent` run for long like the service binaries and report like them (traces
+    // and metrics as the OTEL_* variables say). Every other command only logs: it starts no
+    // exporter and no background thread, so it stays quiet and fast.
+    let telemetry = match &cli.command {
+        cli::Command::Serve(_) => TelemetryConfig::from_env("heapfleet-serve", default_level),
+        cli::Command::Agent(_) => TelemetryConfig::from_env("heapfleet-agent", default_level),
+        _ => Ok(TelemetryConfig::logs_only(default_level, |name| {
+            std::env::var(name).ok()
+        })),
+    }
+    .and_then(|config| {
+        // The OTLP exporter's gRPC channel lives on this runtime.
+        let _runtime_context = runtime.enter();
+        heapfleet_telemetry::init(&config)
+    });
+    let telemetry_guard = match telemetry {
+        Ok(guard) => guard,
+        Err(error) => {
+            return report(&anyhow::Error::new(error).context("cannot start telemetry"));
+        }
+    };
+    let result = runtime.block_on(commands::run(cli));
+    // While the runtime still runs: the exporters send their last batches through it.
+    telemetry_guard.shutdown();
+    drop(runtime);
+    match result {
         Ok(code) => code,
         Err(error) => report(&error),
     }

@@ -9,8 +9,13 @@ use anyhow::bail;
 use heapfleet_objects::S3Options;
 use heapfleet_service::config::{S3Args, S3File, pick, read_file};
 
+use crate::retention::{RetentionFile, RetentionSettings};
+
 /// The default address of the ingester's health endpoint.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7401";
+
+/// The default [`WorkerSettings::max_decompressed_bytes`]: 64 GiB.
+const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 64 << 30;
 
 /// The ingester's settings, resolved and checked.
 #[derive(Debug, Clone)]
@@ -27,6 +32,8 @@ pub struct IngesterConfig {
     pub s3: S3Options,
     /// How the worker claims and runs jobs.
     pub worker: WorkerSettings,
+    /// Which dumps age out, and how often that is checked (off by default).
+    pub retention: RetentionSettings,
 }
 
 /// How a worker claims and runs jobs.
@@ -46,7 +53,8 @@ pub struct WorkerSettings {
     pub tenant: Option<String>,
     /// On shutdown, how long a running job may take to finish before its lease is given back.
     pub shutdown_grace: Duration,
-    /// The largest decompressed dump parsed (a gzip bomb stops here and fails).
+    /// The largest decompressed dump parsed: past it the dump fails for good, so a gzip bomb
+    /// costs at most this much parsing (it is streamed: memory does not grow with it).
     pub max_decompressed_bytes: u64,
 }
 
@@ -60,7 +68,9 @@ impl Default for WorkerSettings {
             poll_interval: Duration::from_millis(1000),
             tenant: None,
             shutdown_grace: Duration::from_secs(20),
-            max_decompressed_bytes: 64 << 30,
+            // Four times the gateway's default upload limit (16 GiB): room for any real dump,
+            // parsed in about a minute and a half at the parser's speed.
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
         }
     }
 }
@@ -118,6 +128,17 @@ pub struct IngesterArgs {
     /// Name of this worker in the catalog [default: <host>-<pid>-<random>].
     #[arg(long, env = "HEAPFLEET_WORKER_NAME")]
     pub worker_name: Option<String>,
+    /// Largest decompressed dump parsed, in bytes; a larger one (a gzip bomb) fails
+    /// [default: 68719476736, 64 GiB].
+    #[arg(long, env = "HEAPFLEET_MAX_DECOMPRESSED_BYTES")]
+    pub max_decompressed_bytes: Option<u64>,
+    /// Delete the dumps (of --tenant, else of every tenant) taken longer ago than this, e.g.
+    /// 30d, 12h: their aggregates, files and catalog rows [default: keep every dump].
+    #[arg(long, env = "HEAPFLEET_RETENTION_MAX_AGE", value_name = "AGE")]
+    pub retention_max_age: Option<String>,
+    /// Time between two retention sweeps, e.g. 1h, 15m [default: 1h].
+    #[arg(long, env = "HEAPFLEET_RETENTION_INTERVAL", value_name = "INTERVAL")]
+    pub retention_interval: Option<String>,
 }
 
 /// The config file's shape.
@@ -145,6 +166,11 @@ pub struct IngesterFile {
     pub max_attempts: Option<u32>,
     /// See [`IngesterArgs::poll_interval_ms`].
     pub poll_interval_ms: Option<u64>,
+    /// See [`IngesterArgs::max_decompressed_bytes`].
+    pub max_decompressed_bytes: Option<u64>,
+    /// The retention policy.
+    #[serde(default)]
+    pub retention: RetentionFile,
 }
 
 impl IngesterArgs {
@@ -193,8 +219,21 @@ impl IngesterArgs {
                     file.poll_interval_ms,
                     u64::try_from(defaults.poll_interval.as_millis()).unwrap_or(1000),
                 )),
+                max_decompressed_bytes: pick(
+                    self.max_decompressed_bytes,
+                    file.max_decompressed_bytes,
+                    defaults.max_decompressed_bytes,
+                ),
                 ..defaults
             },
+            retention: RetentionSettings::parse(
+                self.retention_max_age
+                    .as_deref()
+                    .or(file.retention.max_age.as_deref()),
+                self.retention_interval
+                    .as_deref()
+                    .or(file.retention.interval.as_deref()),
+            )?,
         };
         config.validate()?;
         Ok(config)
@@ -223,6 +262,9 @@ impl IngesterConfig {
         if worker.poll_interval.is_zero() {
             bail!("poll_interval_ms must be positive");
         }
+        if worker.max_decompressed_bytes == 0 {
+            bail!("max_decompressed_bytes must be positive");
+        }
         for (name, value) in [
             ("catalog", &self.catalog),
             ("store", &self.store),
@@ -234,6 +276,7 @@ impl IngesterConfig {
         }
         heapfleet_objects::ObjectStoreUrl::parse(&self.objects)
             .map_err(|error| anyhow::anyhow!("objects: {error}"))?;
+        self.retention.validate()?;
         Ok(())
     }
 }
@@ -258,6 +301,73 @@ mod tests {
         assert_eq!(config.worker.lease, Duration::from_secs(10));
         assert_eq!(config.store, "scylla://a:9042/k");
         assert_eq!(config.worker.max_attempts, 3);
+    }
+
+    #[test]
+    fn test_resolve_max_decompressed_bytes_from_file_and_flag() {
+        let defaults = IngesterArgs::default()
+            .resolve_with(IngesterFile::default())
+            .unwrap();
+        assert_eq!(
+            defaults.worker.max_decompressed_bytes,
+            DEFAULT_MAX_DECOMPRESSED_BYTES
+        );
+        let file: IngesterFile = parse_toml("max_decompressed_bytes = 1000\n").unwrap();
+        let from_file = IngesterArgs::default().resolve_with(file.clone()).unwrap();
+        assert_eq!(from_file.worker.max_decompressed_bytes, 1000);
+        let args = IngesterArgs {
+            max_decompressed_bytes: Some(2000),
+            ..IngesterArgs::default()
+        };
+        assert_eq!(
+            args.resolve_with(file)
+                .unwrap()
+                .worker
+                .max_decompressed_bytes,
+            2000
+        );
+        let zero = IngesterArgs {
+            max_decompressed_bytes: Some(0),
+            ..IngesterArgs::default()
+        };
+        let error = zero.resolve_with(IngesterFile::default()).unwrap_err();
+        assert!(
+            error.to_string().contains("max_decompressed_bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn test_resolve_reads_retention_from_the_file_under_the_flags() {
+        let defaults = IngesterArgs::default()
+            .resolve_with(IngesterFile::default())
+            .unwrap();
+        assert_eq!(defaults.retention, RetentionSettings::default());
+        let file: IngesterFile =
+            parse_toml("[retention]\nmax_age = \"30d\"\ninterval = \"2h\"\n").unwrap();
+        let from_file = IngesterArgs::default().resolve_with(file.clone()).unwrap();
+        assert_eq!(
+            from_file.retention.max_age,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(from_file.retention.interval, Duration::from_secs(7200));
+        let args = IngesterArgs {
+            retention_max_age: Some("7d".to_owned()),
+            ..IngesterArgs::default()
+        };
+        let flagged = args.resolve_with(file).unwrap();
+        assert_eq!(
+            flagged.retention.max_age,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(flagged.retention.interval, Duration::from_secs(7200));
+        let bad: IngesterFile = parse_toml("[retention]\nmax_age = \"a month\"\n").unwrap();
+        let error = IngesterArgs::default().resolve_with(bad).unwrap_err();
+        assert!(
+            error.to_string().starts_with("retention.max_age: "),
+            "{error}"
+        );
+        assert!(parse_toml::<IngesterFile>("[retention]\nmaxage = \"1d\"\n").is_err());
     }
 
     #[test]

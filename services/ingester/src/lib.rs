@@ -7,12 +7,18 @@
 //! keyed by dump id so a repeated ingest overwrites instead of adding. Then it completes the
 //! job. A worker that dies stops renewing; when its lease expires another worker claims the
 //! job. A failure is retried up to `max_attempts` times, except failures no retry can fix (no
-//! heap objects, too large), which fail the dump at once. On SIGTERM a worker stops claiming,
-//! lets its running jobs finish within a grace period and gives back the rest.
+//! heap objects, too large, corrupt gzip), which fail the dump at once. A failed attempt counts
+//! only once the store and the object store answer again (the worker holds and renews the lease
+//! meanwhile), so a backend outage does not use up a dump's attempts. On SIGTERM a worker
+//! stops claiming, lets its running jobs finish within a grace period and gives back the rest.
+//!
+//! With a retention policy (`[retention] max_age`), the process also runs [`Retention`]: every
+//! `interval` it deletes the dumps taken longer ago than `max_age` everywhere, until shutdown.
 
 #![warn(missing_docs)]
 
 mod config;
+mod retention;
 mod worker;
 
 use std::future::Future;
@@ -20,8 +26,13 @@ use std::future::Future;
 pub use config::{
     DEFAULT_LISTEN, IngesterArgs, IngesterConfig, IngesterFile, WorkerSettings, default_worker_name,
 };
+use heapfleet_ingest::DumpDeleter;
 use heapfleet_service::backends::{Objects, open_catalog, open_store};
 use heapfleet_service::{health, server};
+pub use retention::{
+    DEFAULT_RETENTION_INTERVAL, Retention, RetentionFile, RetentionSettings, RetentionSweep,
+    parse_duration,
+};
 use tokio_util::sync::CancellationToken;
 pub use worker::{Ingester, ObjectIngestError, ingest_object};
 
@@ -64,6 +75,18 @@ pub async fn run(
         probes,
     ));
     let stop = CancellationToken::new();
+    // Retention shares the workers' backends and stop signal; it is off unless max_age is set.
+    let retention_task = config.retention.max_age.map(|max_age| {
+        let objects = ingester.objects();
+        let deleter = DumpDeleter::new(
+            ingester.catalog(),
+            ingester.store(),
+            objects.store,
+            objects.prefix,
+        );
+        let retention = Retention::new(deleter, max_age, config.worker.tenant.clone());
+        tokio::spawn(retention.run(config.retention.interval, stop.clone()))
+    });
     let workers = tokio::spawn(ingester.run(stop.clone()));
     let server_stop = stop.clone();
     let server = tokio::spawn(server::serve(listener, parts.routes.routes(), async move {
@@ -72,8 +95,14 @@ pub async fn run(
     shutdown.await;
     stop.cancel();
     let workers_result = workers.await;
+    // A sweep stops between two deletes, so this waits for one delete at most.
+    let retention_result = match retention_task {
+        Some(task) => task.await,
+        None => Ok(()),
+    };
     watcher.abort();
     server.await??;
     workers_result?;
+    retention_result?;
     Ok(())
 }

@@ -12,10 +12,17 @@ use heapfleet_ingest::{IngestError, StoredDump, error_chain, parse_into_store};
 use heapfleet_objects::object_store;
 use heapfleet_objects::object_store::path::Path as ObjectPath;
 use heapfleet_service::backends::Objects;
+use heapfleet_service::health;
 use heapfleet_storage::AggregateStore;
+use heapfleet_telemetry::metrics::{IngestMetrics, QueueGauges, QueueReading, metrics_enabled};
+use heapfleet_telemetry::{OpenTelemetrySpanExt, propagation};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::WorkerSettings;
+
+/// How often the queue gauges' reading is refreshed from the catalog (when metrics are on).
+const QUEUE_READING_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Runs ingest jobs from the catalog's queue.
 #[derive(Debug, Clone)]
@@ -24,6 +31,7 @@ pub struct Ingester {
     store: Arc<dyn AggregateStore>,
     objects: Objects,
     settings: WorkerSettings,
+    metrics: IngestMetrics,
 }
 
 /// Why one job's ingest failed, and whether another attempt can succeed.
@@ -53,6 +61,7 @@ impl Ingester {
             store,
             objects,
             settings,
+            metrics: IngestMetrics::new(),
         }
     }
 
@@ -74,6 +83,14 @@ impl Ingester {
     /// Runs `concurrency` job slots until `shutdown` is cancelled, then lets each running job
     /// finish within the grace period or gives its lease back.
     pub async fn run(self, shutdown: CancellationToken) {
+        // The queue gauges, fed from the catalog only when metrics go somewhere.
+        let queue_reader = metrics_enabled().then(|| {
+            tokio::spawn(read_queue(
+                self.catalog.clone(),
+                self.settings.tenant.clone(),
+                shutdown.clone(),
+            ))
+        });
         let mut slots = tokio::task::JoinSet::new();
         for slot in 0..self.settings.concurrency {
             let worker = if self.settings.concurrency == 1 {
@@ -87,6 +104,11 @@ impl Ingester {
             if let Err(error) = result {
                 tracing::error!(%error, "an ingest slot stopped unexpectedly");
             }
+        }
+        if let Some(queue_reader) = queue_reader
+            && let Err(error) = queue_reader.await
+        {
+            tracing::error!(%error, "the queue reader stopped unexpectedly");
         }
     }
 
@@ -106,7 +128,9 @@ impl Ingester {
             match claimed {
                 Ok(Some(job)) => {
                     idle = self.settings.poll_interval;
-                    self.run_job(&worker, job, &shutdown).await;
+                    self.metrics.claimed(job.after_expired_lease);
+                    let span = job_span(&worker, &job);
+                    self.run_job(&worker, job, &shutdown).instrument(span).await;
                     continue;
                 }
                 Ok(None) => {}
@@ -128,7 +152,21 @@ impl Ingester {
         let id = job.dump.id.clone();
         tracing::info!(%worker, dump = %id, attempt = job.attempt, "ingest started");
         let cancel = Arc::new(AtomicBool::new(false));
-        let ingest = self.ingest(&job, cancel.clone());
+        let ingest = async {
+            let result = self.ingest(&job, cancel.clone()).await;
+            // A failure a retry may fix is most often an outage: charged now, and the job
+            // claimed again at once, an outage of a few seconds would use up every attempt.
+            // The attempt counts once the backends answer again; meanwhile the lease is renewed
+            // as during the ingest.
+            if result.as_ref().is_err_and(|error| !error.permanent) {
+                let probes = [
+                    ("store", health::store_probe(self.store.clone())),
+                    ("objects", health::objects_probe(self.objects.clone())),
+                ];
+                wait_for_backends(&id, &probes, &cancel).await;
+            }
+            result
+        };
         tokio::pin!(ingest);
         let mut heartbeat = tokio::time::interval(self.settings.lease / 3);
         heartbeat.tick().await; // The first tick is immediate; the claim just set the lease.
@@ -160,6 +198,7 @@ impl Ingester {
         match outcome {
             Outcome::Finished(result) => self.finish_job(worker, &id, *result).await,
             Outcome::LeaseLost => {
+                self.metrics.lease_lost();
                 tracing::warn!(dump = %id, "lost the lease (another worker took the job); stopped");
             }
             Outcome::GivenBack => match self.catalog.release_job(&id, worker).await {
@@ -181,14 +220,21 @@ impl Ingester {
                     .complete_job(id, worker, parse.objects, parse.bad_lines)
                     .await
                 {
-                    Ok(()) => tracing::info!(
-                        dump = %id,
-                        objects = parse.objects,
-                        bad_lines = parse.bad_lines,
-                        seconds = stored.seconds,
-                        mb_per_second = parse.bytes as f64 / 1e6 / stored.seconds.max(1e-9),
-                        "ingest finished"
-                    ),
+                    Ok(()) => {
+                        self.metrics.ready(
+                            parse.bytes,
+                            parse.objects,
+                            Duration::from_secs_f64(stored.seconds),
+                        );
+                        tracing::info!(
+                            dump = %id,
+                            objects = parse.objects,
+                            bad_lines = parse.bad_lines,
+                            seconds = stored.seconds,
+                            mb_per_second = parse.bytes as f64 / 1e6 / stored.seconds.max(1e-9),
+                            "ingest finished"
+                        )
+                    }
                     Err(error) => {
                         tracing::warn!(dump = %id, error = %error_chain(&error), "ingest finished but the job could not be completed; another worker will redo it")
                     }
@@ -206,9 +252,11 @@ impl Ingester {
                     .await
                 {
                     Ok(DumpStatus::Failed { .. }) => {
+                        self.metrics.attempt_failed(false);
                         tracing::warn!(dump = %id, reason = %error.reason, "ingest failed for good");
                     }
                     Ok(_) => {
+                        self.metrics.attempt_failed(true);
                         tracing::warn!(dump = %id, reason = %error.reason, "ingest failed; it will be retried")
                     }
                     Err(catalog_error) => {
@@ -246,9 +294,19 @@ impl Ingester {
             cancel,
         )
         .await
-        .map_err(|error| JobError {
-            permanent: error.is_permanent(),
-            reason: error.to_string(),
+        .map_err(|error| {
+            let mut reason = error.to_string();
+            if let ObjectIngestError::Ingest(IngestError::Parse(
+                heapfleet_dump::ParseError::TooLarge { .. },
+            )) = &error
+            {
+                // Name the setting, so whoever reads the failure knows what to raise.
+                reason.push_str(" (the ingester's max_decompressed_bytes)");
+            }
+            JobError {
+                permanent: error.is_permanent(),
+                reason,
+            }
         })?;
         tracing::debug!(dump = %job.dump.id, seconds = started.elapsed().as_secs_f64(), "dump parsed and stored");
         Ok(stored)
@@ -274,8 +332,9 @@ pub enum ObjectIngestError {
 }
 
 impl ObjectIngestError {
-    /// Whether retrying cannot help: the object is gone, it holds no heap objects, or it is
-    /// larger than the limit. Read errors and backend outages are worth retrying.
+    /// Whether retrying cannot help: the object is gone, it holds no heap objects, it is larger
+    /// than the limit or its gzip stream is corrupt. Read errors and backend outages are worth
+    /// retrying.
     pub fn is_permanent(&self) -> bool {
         match self {
             ObjectIngestError::Open { not_found, .. } => *not_found,
@@ -307,6 +366,108 @@ pub async fn ingest_object(
     Ok(parse_into_store(reader, dump_id, store, options).await?)
 }
 
+/// The span of one job: a trace of its own (the job runs after the upload was answered, and
+/// maybe more than once), linked to the upload's span when the job carries its trace context.
+fn job_span(worker: &str, job: &Job) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "ingest",
+        otel.name = "ingest dump",
+        otel.kind = "consumer",
+        dump = %job.dump.id,
+        attempt = job.attempt,
+        worker = %worker,
+        bytes = job.dump.size_bytes,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(upload) = job
+        .trace_context
+        .as_deref()
+        .and_then(propagation::span_context_from_text)
+    {
+        span.add_link(upload);
+    }
+    propagation::record_trace_id(&span);
+    span
+}
+
+/// Reads the queue's backlog from the catalog every [`QUEUE_READING_INTERVAL`] for the queue
+/// gauges, until `shutdown`. The gauges' callbacks cannot wait for the catalog, so they report
+/// the last reading.
+async fn read_queue(
+    catalog: Arc<dyn Catalog>,
+    tenant_opt: Option<String>,
+    shutdown: CancellationToken,
+) {
+    let reading = Arc::new(QueueReading::new());
+    let _gauges = QueueGauges::register(reading.clone());
+    let mut ticks = tokio::time::interval(QUEUE_READING_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        match catalog.queue_stats(tenant_opt.as_deref()).await {
+            Ok(stats) => reading.set(
+                stats.queued,
+                stats.ingesting,
+                stats.oldest_queued_registered_at_unix,
+            ),
+            Err(error) => {
+                tracing::debug!(error = %error_chain(&error), "cannot read the job queue for its gauges");
+            }
+        }
+    }
+    // The gauges' callbacks live as long as the meter provider: report nothing from now on.
+    reading.clear();
+}
+
+/// The first pause between probes of backends that do not answer; it doubles up to
+/// [`BACKEND_WAIT_MAX_PAUSE`].
+const BACKEND_WAIT_FIRST_PAUSE: Duration = Duration::from_millis(250);
+/// The longest pause between probes: how late, at most, a job notices its backends are back.
+const BACKEND_WAIT_MAX_PAUSE: Duration = Duration::from_secs(8);
+
+/// Waits until every probe answers, or until `cancel` is set (the lease was lost, or the
+/// worker shuts down and gives the job back).
+async fn wait_for_backends(id: &DumpId, probes: &[(&str, health::Probe)], cancel: &AtomicBool) {
+    let mut pause = BACKEND_WAIT_FIRST_PAUSE;
+    let mut waited = false;
+    loop {
+        let mut silent = Vec::new();
+        for (name, probe) in probes {
+            match tokio::time::timeout(health::PROBE_TIMEOUT, probe()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => silent.push(format!("{name}: {reason}")),
+                Err(_) => silent.push(format!(
+                    "{name}: no answer within {:?}",
+                    health::PROBE_TIMEOUT
+                )),
+            }
+        }
+        if silent.is_empty() {
+            if waited {
+                tracing::info!(dump = %id, "the backends answer again; the failed attempt counts now");
+            }
+            return;
+        }
+        if !waited {
+            tracing::warn!(dump = %id, failures = %silent.join("; "), "the ingest failed while a backend does not answer; waiting for it before the attempt counts");
+            waited = true;
+        }
+        // In short steps, so a cancelled job stops waiting at once.
+        let until = tokio::time::Instant::now() + pause;
+        while tokio::time::Instant::now() < until {
+            if cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pause = (pause * 2).min(BACKEND_WAIT_MAX_PAUSE);
+    }
+}
+
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -315,14 +476,17 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Whether retrying the same dump cannot help: it holds no heap objects, or it is larger than
-/// the limit. Read errors (the store or the network) and store or catalog outages are retried.
+/// Whether retrying the same dump cannot help: it holds no heap objects, it is larger than the
+/// limit, or its gzip stream is corrupt. Read errors (the store or the network) and store or
+/// catalog outages are retried.
 fn is_permanent(error: &IngestError) -> bool {
     match error {
         IngestError::NoObjects { .. } => true,
         IngestError::Parse(parse_error) => matches!(
             parse_error,
-            heapfleet_dump::ParseError::TooLarge { .. } | heapfleet_dump::ParseError::Strict(_)
+            heapfleet_dump::ParseError::TooLarge { .. }
+                | heapfleet_dump::ParseError::Strict(_)
+                | heapfleet_dump::ParseError::CorruptGzip { .. }
         ),
         IngestError::Store(store_error) => !store_error.is_retryable(),
         IngestError::Catalog(catalog_error) => !catalog_error.is_retryable(),
@@ -343,5 +507,72 @@ impl<R: Read> Read for CancellableReader<R> {
             return Err(std::io::Error::other("ingest cancelled"));
         }
         self.inner.read(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A probe that fails `failures` times, then answers; counts its calls in `calls`.
+    fn flaky_probe(failures: usize, calls: Arc<AtomicUsize>) -> health::Probe {
+        Box::new(move || {
+            let call = calls.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async move {
+                if call < failures {
+                    Err("connection refused".to_owned())
+                } else {
+                    Ok(())
+                }
+            })
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_wait_for_backends_returns_once_every_probe_answers() {
+        let id: DumpId = "d-0123456789abcdef".parse().unwrap();
+        let store_calls = Arc::new(AtomicUsize::new(0));
+        let objects_calls = Arc::new(AtomicUsize::new(0));
+        let probes = [
+            ("store", flaky_probe(4, store_calls.clone())),
+            ("objects", flaky_probe(0, objects_calls.clone())),
+        ];
+        let started = tokio::time::Instant::now();
+        wait_for_backends(&id, &probes, &AtomicBool::new(false)).await;
+        assert_eq!(
+            store_calls.load(Ordering::Relaxed),
+            5,
+            "four failures, then an answer"
+        );
+        // Pauses of 250 ms, 500 ms, 1 s and 2 s between the five rounds.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(3750) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_wait_for_backends_stops_when_the_job_is_cancelled() {
+        let id: DumpId = "d-0123456789abcdef".parse().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let probes = [("store", flaky_probe(usize::MAX, calls.clone()))];
+        let cancel = AtomicBool::new(false);
+        let waiting = wait_for_backends(&id, &probes, &cancel);
+        tokio::pin!(waiting);
+        // A store that never answers keeps the job waiting...
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), &mut waiting)
+                .await
+                .is_err()
+        );
+        // ...until the lease is lost or the worker gives the job back.
+        cancel.store(true, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("a cancelled job stops waiting within a step");
+        assert!(calls.load(Ordering::Relaxed) > 1);
     }
 }

@@ -2,248 +2,31 @@
 //! loopback port) and ingester processes (this package's binary) against the PostgreSQL
 //! catalog, the S3-compatible object store and the Cassandra store that scripts/test.sh
 //! starts. Each test uses its own tenant, object prefix and keyspace rows, so tests share the
-//! servers without seeing each other's dumps.
+//! servers without seeing each other's dumps. The helpers live in `common/mod.rs`, shared with
+//! `bad_input.rs`.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use heapfleet_catalog::{Catalog, DumpId, PostgresCatalog};
+use common::{
+    IngesterProcess, Servers, assert_nothing_registered, fixture_dumps, metadata_for, raw_upload,
+    sha256_hex, start_gateway, unique, wait_ready,
+};
+use heapfleet_catalog::DumpId;
 use heapfleet_dump::ParseOptions;
-use heapfleet_gateway::{Gateway, Limits, client};
+use heapfleet_gateway::{Limits, client};
 use heapfleet_ingest::parse_into_store;
-use heapfleet_objects::S3Options;
 use heapfleet_proto::ingest::v1 as pb;
-use heapfleet_service::backends::{Objects, open_store};
+use heapfleet_service::backends::open_store;
 use heapfleet_storage::{AggregateStore, MemoryStore};
-use heapfleet_tests::{fixture, generated_dir, generated_dump, service_url, tool_available};
-use tokio::sync::oneshot;
-
-/// The real servers the pipeline runs on.
-struct Servers {
-    postgres: String,
-    scylla: String,
-    s3_endpoint: String,
-    s3_bucket: String,
-    s3_access_key: String,
-    s3_secret_key: String,
-}
-
-impl Servers {
-    /// The servers scripts/test.sh started, or `None` (the test skips, or fails under
-    /// HEAPFLEET_REQUIRE_SERVICES=1).
-    fn from_env() -> Option<Servers> {
-        Some(Servers {
-            postgres: postgres_url(&service_url("HEAPFLEET_TEST_POSTGRES_URL")?),
-            scylla: service_url("HEAPFLEET_TEST_SCYLLA_URI")?,
-            s3_endpoint: service_url("HEAPFLEET_TEST_S3_ENDPOINT")?,
-            s3_bucket: service_url("HEAPFLEET_TEST_S3_BUCKET")?,
-            s3_access_key: service_url("HEAPFLEET_TEST_S3_ACCESS_KEY")?,
-            s3_secret_key: service_url("HEAPFLEET_TEST_S3_SECRET_KEY")?,
-        })
-    }
-
-    fn store_url(&self) -> String {
-        format!("scylla://{}/heapfleet_pipeline", self.scylla)
-    }
-
-    fn s3_options(&self) -> S3Options {
-        S3Options {
-            endpoint: Some(self.s3_endpoint.clone()),
-            access_key_id: Some(self.s3_access_key.clone()),
-            secret_access_key: Some(self.s3_secret_key.clone()),
-            allow_http: true,
-            ..S3Options::default()
-        }
-    }
-}
-
-/// The test script gives PostgreSQL as `key=value` pairs; the services take a URL.
-fn postgres_url(setting: &str) -> String {
-    if setting.starts_with("postgres") {
-        return setting.to_owned();
-    }
-    let mut host = "127.0.0.1";
-    let mut port = "5432";
-    let mut user = "postgres";
-    let mut dbname = "postgres";
-    for pair in setting.split_whitespace() {
-        match pair.split_once('=') {
-            Some(("host", value)) => host = value,
-            Some(("port", value)) => port = value,
-            Some(("user", value)) => user = value,
-            Some(("dbname", value)) => dbname = value,
-            _ => {}
-        }
-    }
-    format!("postgres://{user}@{host}:{port}/{dbname}")
-}
-
-/// A tenant (and object prefix) no other test run uses.
-fn unique(label: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    // Short: s3s-fs keeps a multipart upload under a file named after the whole key.
-    format!(
-        "{label}-{:x}",
-        (nanos ^ u128::from(std::process::id()) << 40) & 0xff_ffff_ffff
-    )
-}
-
-/// A gateway serving one tenant on a loopback port, stopped on drop.
-struct RunningGateway {
-    url: String,
-    catalog: Arc<dyn Catalog>,
-    objects: Objects,
-    objects_url: String,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for RunningGateway {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn start_gateway(servers: &Servers, tenant: &str, limits: Limits) -> RunningGateway {
-    let catalog: Arc<dyn Catalog> = Arc::new(
-        PostgresCatalog::connect(&servers.postgres)
-            .await
-            .expect("connect to PostgreSQL"),
-    );
-    let objects_url = format!("s3://{}/pipeline", servers.s3_bucket);
-    let objects = Objects::open(&objects_url, &servers.s3_options()).expect("open S3");
-    let gateway = Gateway::new(tenant, catalog.clone(), objects.clone(), limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(heapfleet_gateway::serve(gateway, listener, async {
-        let _ = stopped.await;
-    }));
-    RunningGateway {
-        url,
-        catalog,
-        objects,
-        objects_url,
-        stop: Some(stop),
-    }
-}
-
-/// An ingester process, killed on drop; its log is kept for failure messages.
-struct IngesterProcess {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl IngesterProcess {
-    fn start(
-        servers: &Servers,
-        gateway: &RunningGateway,
-        tenant: &str,
-        name: &str,
-    ) -> IngesterProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("ingester.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_heapfleet-ingester"))
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .env("HEAPFLEET_LISTEN", "127.0.0.1:0")
-            .env("HEAPFLEET_CATALOG", &servers.postgres)
-            .env("HEAPFLEET_STORE", servers.store_url())
-            .env("HEAPFLEET_OBJECTS", &gateway.objects_url)
-            .env("HEAPFLEET_S3_ENDPOINT", &servers.s3_endpoint)
-            .env("HEAPFLEET_S3_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", &servers.s3_access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &servers.s3_secret_key)
-            .env("HEAPFLEET_TENANT", tenant)
-            .env("HEAPFLEET_WORKER_NAME", format!("{tenant}-{name}"))
-            .env("HEAPFLEET_LEASE_SECONDS", "3")
-            .env("HEAPFLEET_POLL_INTERVAL_MS", "100")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start heapfleet-ingester");
-        IngesterProcess {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL: no shutdown, no lease given back.
-    fn kill(&mut self) {
-        self.child.kill().expect("kill the ingester");
-        self.child.wait().expect("reap the ingester");
-    }
-}
-
-impl Drop for IngesterProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn metadata_for(path: &Path, host: &str) -> pb::DumpMetadata {
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let parsed = heapfleet_dump::parse_dump_file_name(&name).ok();
-    pb::DumpMetadata {
-        host: host.to_owned(),
-        pid: parsed.as_ref().and_then(|parsed| parsed.pid).unwrap_or(0),
-        taken_at_unix: parsed
-            .as_ref()
-            .map_or(1_700_000_000, |parsed| parsed.taken_at_unix),
-        jobs: parsed.as_ref().and_then(|parsed| parsed.jobs),
-        role: "sidekiq".to_owned(),
-        labels: [("version".to_owned(), "1.0".to_owned())].into(),
-        ..pb::DumpMetadata::default()
-    }
-}
-
-/// Waits until every dump in `ids` is ready (or one failed), with the ingesters' logs on a
-/// timeout.
-async fn wait_ready(
-    catalog: &dyn Catalog,
-    ids: &[DumpId],
-    timeout: Duration,
-    logs: &dyn Fn() -> String,
-) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut pending = Vec::new();
-        for id in ids {
-            let dump = catalog.get_dump(id).await.unwrap();
-            if let Some(reason) = dump.status.failure_reason() {
-                panic!("dump {id} failed: {reason}\n{}", logs());
-            }
-            if dump.status != heapfleet_catalog::DumpStatus::Ready {
-                pending.push((id.clone(), dump.status));
-            }
-        }
-        if pending.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dumps not ready after {timeout:?}: {pending:?}\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use heapfleet_tests::{fixture, generated_dir, generated_dump, tool_available};
 
 /// Checks the stored result of `id` equals a local parse of `path`: same aggregates, same
 /// object index.
@@ -271,21 +54,6 @@ async fn assert_stored_equals_local_parse(
         "index of {}",
         path.display()
     );
-}
-
-fn fixture_dumps() -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    for dir in ["dumps/series", "dumps/small"] {
-        for entry in std::fs::read_dir(fixture(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.to_string_lossy();
-            if name.ends_with(".dump") || name.ends_with(".dump.gz") {
-                paths.push(path);
-            }
-        }
-    }
-    paths.sort();
-    paths
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -454,54 +222,6 @@ async fn test_killed_ingester_job_is_finished_by_another_without_double_counts()
         record.objects
     );
     store.delete_dump(id.as_str()).await.unwrap();
-}
-
-/// Sends an upload by hand: `metadata`, then `body` in 64 KiB chunks.
-async fn raw_upload(
-    url: &str,
-    metadata: pb::DumpMetadata,
-    body: Vec<u8>,
-) -> Result<pb::UploadDumpResponse, tonic::Status> {
-    let mut client = client::connect(url).await.unwrap();
-    let mut messages = vec![pb::UploadDumpRequest {
-        part: Some(pb::upload_dump_request::Part::Metadata(metadata)),
-    }];
-    for chunk in body.chunks(64 << 10) {
-        messages.push(pb::UploadDumpRequest {
-            part: Some(pb::upload_dump_request::Part::Chunk(
-                bytes::Bytes::copy_from_slice(chunk),
-            )),
-        });
-    }
-    client
-        .upload_dump(futures::stream::iter(messages))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
-/// Nothing of a refused upload remains: no catalog row, no object under the tenant.
-async fn assert_nothing_registered(gateway: &RunningGateway, tenant: &str) {
-    let dumps = gateway
-        .catalog
-        .list_dumps(&heapfleet_catalog::DumpFilter::for_tenant(tenant))
-        .await
-        .unwrap();
-    assert!(dumps.is_empty(), "{dumps:?}");
-    let tenant_prefix = heapfleet_objects::dumps_prefix(&gateway.objects.prefix, tenant).unwrap();
-    let objects: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(
-        gateway.objects.store.list(Some(&tenant_prefix)),
-    )
-    .await
-    .unwrap();
-    assert!(objects.is_empty(), "{objects:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

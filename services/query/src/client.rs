@@ -1,4 +1,5 @@
-//! [`RemoteQueries`]: the queries asked of a query service over gRPC.
+//! [`RemoteQueries`]: the queries asked of a query service over gRPC. Every call carries the
+//! caller's trace context, so the service's span of it joins the caller's trace.
 
 use async_trait::async_trait;
 use heapfleet_analysis::{GenerationFilter, LeakReport, PathTarget};
@@ -7,7 +8,7 @@ use heapfleet_proto::ingest::v1 as ingest_pb;
 use heapfleet_proto::query::v1 as pb;
 use heapfleet_proto::query::v1::query_service_client::QueryServiceClient;
 use heapfleet_service::convert::{dump_from_proto, state_of};
-use tonic::transport::Channel;
+use heapfleet_service::grpc_telemetry::{TracedChannel, traced};
 
 use crate::QueryError;
 use crate::convert;
@@ -20,7 +21,7 @@ use crate::reader::Queries;
 /// A query service at a URL.
 #[derive(Debug, Clone)]
 pub struct RemoteQueries {
-    client: QueryServiceClient<Channel>,
+    client: QueryServiceClient<TracedChannel>,
     url: String,
 }
 
@@ -39,7 +40,7 @@ impl RemoteQueries {
             ))
         })?;
         Ok(RemoteQueries {
-            client: QueryServiceClient::new(channel).max_decoding_message_size(64 << 20),
+            client: QueryServiceClient::new(traced(channel)).max_decoding_message_size(64 << 20),
             url: url.to_owned(),
         })
     }

@@ -30,10 +30,8 @@ use anyhow::{Context, bail};
 use heapfleet_dump::parse_dump_file_name;
 use heapfleet_gateway::client;
 use heapfleet_proto::ingest::v1 as pb;
-use heapfleet_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::cli::{AgentArgs, parse_label};
 use crate::output::{Format, print_json, print_line};
@@ -133,7 +131,7 @@ struct Agent {
     state: State,
     after_upload: AfterUpload,
     max_disk_bytes: u64,
-    client: Option<IngestServiceClient<Channel>>,
+    client: Option<client::IngestClient>,
     failures: HashMap<PathBuf, u32>,
     reports: Vec<FileReport>,
     summary: Summary,

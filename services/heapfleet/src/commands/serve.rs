@@ -1,12 +1,14 @@
 //! `heapfleet serve`: the gateway, ingest workers and the query service in one process on one
-//! port, on the data directory (embedded catalog and store, dump files under `objects/`).
+//! port, on the data directory (embedded catalog and store, dump files under `objects/`), and,
+//! with --retention-max-age, the retention sweeps that delete dumps once they are that old.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use heapfleet_gateway::{Gateway, INGEST_SERVICE_NAME, Limits};
-use heapfleet_ingester::{Ingester, WorkerSettings};
+use heapfleet_ingest::DumpDeleter;
+use heapfleet_ingester::{Ingester, Retention, WorkerSettings};
 use heapfleet_objects::S3Options;
 use heapfleet_query::{QUERY_SERVICE_NAME, QueryServer, StoreQueries};
 use heapfleet_service::backends::Objects;
@@ -28,7 +30,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
         max_dump_bytes: args.max_dump_bytes,
         ..Limits::default()
     };
-    let gateway = Gateway::new(LOCAL_TENANT, local.catalog.clone(), objects.clone(), limits);
+    let gateway = Gateway::new(LOCAL_TENANT, local.catalog.clone(), objects.clone(), limits)
+        .with_store(local.store.clone());
     let settings = WorkerSettings {
         concurrency: args.concurrency.max(1),
         poll_interval: std::time::Duration::from_millis(250),
@@ -51,7 +54,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
             health::catalog_probe(local.catalog.clone()),
         ),
         ("store".to_owned(), health::store_probe(local.store.clone())),
-        ("objects".to_owned(), health::objects_probe(objects)),
+        ("objects".to_owned(), health::objects_probe(objects.clone())),
     ];
     let watcher = tokio::spawn(health::watch_backends(
         parts.reporter.clone(),
@@ -67,6 +70,16 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
         .add_service(QueryServer::new(queries).into_server());
 
     let stop = CancellationToken::new();
+    let retention_task = args.retention_max_age.map(|max_age| {
+        let deleter = DumpDeleter::new(
+            local.catalog.clone(),
+            local.store.clone(),
+            objects.store.clone(),
+            objects.prefix.clone(),
+        );
+        let retention = Retention::new(deleter, max_age, Some(LOCAL_TENANT.to_owned()));
+        tokio::spawn(retention.run(args.retention_interval, stop.clone()))
+    });
     let workers = tokio::spawn(ingester.run(stop.clone()));
     let address = listener.local_addr()?;
     print_line(&format!(
@@ -86,6 +99,11 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
     workers
         .await
         .context("the ingest workers stopped unexpectedly")?;
+    if let Some(task) = retention_task {
+        // A sweep stops between two deletes, so this waits for one delete at most.
+        task.await
+            .context("the retention sweeps stopped unexpectedly")?;
+    }
     watcher.abort();
     served?;
     Ok(ExitCode::SUCCESS)

@@ -187,9 +187,7 @@ fn metadata_for(
 
 /// Polls a dump until it is ready or failed, or the deadline passes.
 async fn wait_for(
-    ingest: &mut heapfleet_proto::ingest::v1::ingest_service_client::IngestServiceClient<
-        tonic::transport::Channel,
-    >,
+    ingest: &mut client::IngestClient,
     id: &str,
     deadline: Instant,
 ) -> anyhow::Result<pb::Dump> {
