@@ -13,13 +13,16 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod convert;
 pub mod health;
 pub mod server;
 pub mod shutdown;
+pub mod stack;
 pub mod status;
+pub mod tls;
 
 pub use server::run_main;
 

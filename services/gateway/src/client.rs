@@ -7,7 +7,10 @@ use anyhow::Context;
 use futures::StreamExt;
 use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use heapfleet_service::auth::BearerToken;
+use heapfleet_service::tls::ClientOptions;
 use tokio::io::AsyncReadExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Bytes per upload message: well under the gateway's message limit, large enough that the
@@ -17,16 +20,23 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// Called with the number of bytes just sent (for progress bars).
 pub type SendProgress = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// Connects to a gateway (`http://host:port`), failing with a message that names it.
-pub async fn connect(url: &str) -> anyhow::Result<IngestServiceClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("{url:?} is not a server URL (expected http://host:port)"))?
+/// An ingest client: every call carries the bearer token, if one was given.
+pub type IngestClient = IngestServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// Connects to a gateway (`http://host:port`) without a token or a private CA, failing with a
+/// message that names it.
+pub async fn connect(url: &str) -> anyhow::Result<IngestClient> {
+    connect_with(url, &ClientOptions::default()).await
+}
+
+/// Connects to a gateway (`http://` or `https://host:port`) with a token and a CA to trust.
+pub async fn connect_with(url: &str, options: &ClientOptions) -> anyhow::Result<IngestClient> {
+    let endpoint = options
+        .endpoint(url)?
         .initial_stream_window_size(heapfleet_service::server::STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(heapfleet_service::server::CONNECTION_WINDOW_BYTES)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the heapfleet server at {url}"))?;
-    Ok(IngestServiceClient::new(channel)
+        .initial_connection_window_size(heapfleet_service::server::CONNECTION_WINDOW_BYTES);
+    let (channel, token) = options.connect(endpoint, url).await?;
+    Ok(IngestServiceClient::with_interceptor(channel, token)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(CHUNK_BYTES + 4096))
 }
@@ -34,7 +44,7 @@ pub async fn connect(url: &str) -> anyhow::Result<IngestServiceClient<Channel>> 
 /// Uploads the dump file at `path` with `metadata` (its size, hash and encoding are filled in
 /// here: the file is read once to hash it, then streamed in [`CHUNK_BYTES`] messages).
 pub async fn upload_file(
-    client: &mut IngestServiceClient<Channel>,
+    client: &mut IngestClient,
     path: &Path,
     mut metadata: pb::DumpMetadata,
     progress: Option<SendProgress>,

@@ -30,10 +30,9 @@ use anyhow::{Context, bail};
 use heapfleet_dump::parse_dump_file_name;
 use heapfleet_gateway::client;
 use heapfleet_proto::ingest::v1 as pb;
-use heapfleet_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use heapfleet_service::tls::ClientOptions;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::cli::{AgentArgs, parse_label};
 use crate::output::{Format, print_json, print_line};
@@ -124,6 +123,7 @@ enum Attempt {
 
 struct Agent {
     server: String,
+    client_options: ClientOptions,
     watch: Vec<PathBuf>,
     host: String,
     role: String,
@@ -133,14 +133,19 @@ struct Agent {
     state: State,
     after_upload: AfterUpload,
     max_disk_bytes: u64,
-    client: Option<IngestServiceClient<Channel>>,
+    client: Option<client::IngestClient>,
     failures: HashMap<PathBuf, u32>,
     reports: Vec<FileReport>,
     summary: Summary,
     stop: CancellationToken,
 }
 
-pub(crate) async fn run(server: &str, args: AgentArgs, format: Format) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    server: &str,
+    client_options: &ClientOptions,
+    args: AgentArgs,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     for dir in &args.watch {
         std::fs::create_dir_all(dir)
@@ -172,6 +177,7 @@ pub(crate) async fn run(server: &str, args: AgentArgs, format: Format) -> anyhow
     });
     let mut agent = Agent {
         server: server.to_owned(),
+        client_options: client_options.clone(),
         host: match &args.host {
             Some(host) => host.clone(),
             None => gethostname::gethostname().to_string_lossy().into_owned(),
@@ -472,7 +478,7 @@ impl Agent {
         };
         if self.client.is_none() {
             let connect = tokio::select! {
-                connected = client::connect(&self.server) => connected,
+                connected = client::connect_with(&self.server, &self.client_options) => connected,
                 () = self.stop.cancelled() => return Attempt::Stopped,
             };
             match connect {
