@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod convert;
@@ -21,7 +22,9 @@ pub mod grpc_telemetry;
 pub mod health;
 pub mod server;
 pub mod shutdown;
+pub mod stack;
 pub mod status;
+pub mod tls;
 
 pub use server::run_main;
 

@@ -11,6 +11,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::grpc_telemetry::GrpcTelemetryLayer;
 use crate::health;
+use crate::tls::TlsFile;
 
 /// HTTP/2 flow-control window of one stream (see [`serve`]).
 pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
@@ -52,15 +53,26 @@ pub async fn bind(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> 
         .with_context(|| format!("cannot listen on {address}"))
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then lets in-flight calls finish.
+/// Serves `routes` on `listener` until `shutdown` resolves, then lets in-flight calls finish;
+/// over TLS when `tls` names a certificate and key.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
+    tls: &TlsFile,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
-    tracing::info!(%address, "listening");
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    match tls.server_config()? {
+        Some(config) => {
+            builder = builder
+                .tls_config(config)
+                .context("the TLS certificate or key is not usable")?;
+            tracing::info!(%address, "listening (TLS)");
+        }
+        None => tracing::info!(%address, "listening"),
+    }
+    builder
         // HTTP/2's default 64 KiB flow-control windows cap a single upload stream far below
         // what a loopback or LAN link carries; larger windows let a dump stream at disk speed.
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))

@@ -9,7 +9,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_proto::ingest::v1::ingest_service_client::IngestServiceClient;
-use heapfleet_service::grpc_telemetry::{TracedChannel, traced};
+use heapfleet_service::tls::{ClientChannel, ClientOptions};
 use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
@@ -20,19 +20,24 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// Called with the number of bytes just sent (for progress bars).
 pub type SendProgress = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// A client of the ingest API whose calls carry the caller's trace context.
-pub type IngestClient = IngestServiceClient<TracedChannel>;
+/// A client of the ingest API: every call carries the caller's trace context and, when one
+/// was given, the bearer token.
+pub type IngestClient = IngestServiceClient<ClientChannel>;
 
-/// Connects to a gateway (`http://host:port`), failing with a message that names it.
+/// Connects to a gateway (`http://host:port`) without a token or a private CA, failing with a
+/// message that names it.
 pub async fn connect(url: &str) -> anyhow::Result<IngestClient> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("{url:?} is not a server URL (expected http://host:port)"))?
+    connect_with(url, &ClientOptions::default()).await
+}
+
+/// Connects to a gateway (`http://` or `https://host:port`) with a token and a CA to trust.
+pub async fn connect_with(url: &str, options: &ClientOptions) -> anyhow::Result<IngestClient> {
+    let endpoint = options
+        .endpoint(url)?
         .initial_stream_window_size(heapfleet_service::server::STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(heapfleet_service::server::CONNECTION_WINDOW_BYTES)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the heapfleet server at {url}"))?;
-    Ok(IngestServiceClient::new(traced(channel))
+        .initial_connection_window_size(heapfleet_service::server::CONNECTION_WINDOW_BYTES);
+    let channel = options.connect(endpoint, url).await?;
+    Ok(IngestServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(CHUNK_BYTES + 4096))
 }

@@ -6,7 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use heapfleet_objects::S3Options;
+use heapfleet_service::auth::AuthFile;
 use heapfleet_service::config::{S3Args, S3File, pick, read_file};
+use heapfleet_service::stack::{CallsFile, ServingArgs, ServingConfig};
+use heapfleet_service::tls::TlsFile;
+
+/// Uploads (and other calls) the gateway serves at once by default: each upload holds up to
+/// about 40 MiB of parts in flight, so 16 keep the gateway under about 700 MiB.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 16;
 
 /// Limits on what one upload may carry; each breach is refused with a message naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +44,8 @@ impl Default for Limits {
 pub struct GatewayConfig {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
-    /// The tenant every upload belongs to (until tokens carry tenants).
+    /// The tenant of uploads without a token (authentication off); with `[auth]` tokens, each
+    /// token's tenant.
     pub tenant: String,
     /// The catalog URL (`postgres://...` or a directory).
     pub catalog: String,
@@ -51,6 +59,8 @@ pub struct GatewayConfig {
     pub s3: S3Options,
     /// Upload limits.
     pub limits: Limits,
+    /// Authentication, call limits and TLS.
+    pub serving: ServingConfig,
 }
 
 /// The default listen address of the gateway.
@@ -86,6 +96,9 @@ pub struct GatewayArgs {
     /// Largest dump accepted, in bytes [default: 17179869184, 16 GiB].
     #[arg(long, env = "HEAPFLEET_MAX_DUMP_BYTES")]
     pub max_dump_bytes: Option<u64>,
+    /// TLS and call limits [default: 16 calls at once, no timeout].
+    #[command(flatten)]
+    pub serving: ServingArgs,
 }
 
 /// The config file's shape.
@@ -108,6 +121,15 @@ pub struct GatewayFile {
     /// Upload limits.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// Accepted tokens (none: authentication off).
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// Certificate and key for TLS.
+    #[serde(default)]
+    pub tls: TlsFile,
+    /// Call limits.
+    #[serde(default)]
+    pub calls: CallsFile,
 }
 
 /// The `[limits]` table.
@@ -137,9 +159,20 @@ impl GatewayArgs {
     /// Resolves every setting against an already parsed file.
     pub fn resolve_with(&self, file: GatewayFile) -> anyhow::Result<GatewayConfig> {
         let defaults = Limits::default();
+        let tenant = pick(self.tenant.clone(), file.tenant, "default".to_owned());
+        let serving = self.serving.resolve(
+            &file.auth,
+            file.tls,
+            &file.calls,
+            &tenant,
+            &CallsFile {
+                max_concurrent: Some(DEFAULT_MAX_CONCURRENT_CALLS),
+                timeout_seconds: None,
+            },
+        )?;
         let config = GatewayConfig {
             listen: pick(self.listen, file.listen, default_listen()),
-            tenant: pick(self.tenant.clone(), file.tenant, "default".to_owned()),
+            tenant,
             catalog: pick(
                 self.catalog.clone(),
                 file.catalog,
@@ -168,6 +201,7 @@ impl GatewayArgs {
                     .max_label_bytes
                     .unwrap_or(defaults.max_label_bytes),
             },
+            serving,
         };
         config.validate()?;
         Ok(config)

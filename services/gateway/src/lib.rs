@@ -17,13 +17,17 @@ mod config;
 mod metadata;
 mod service;
 
-pub use config::{DEFAULT_LISTEN, GatewayArgs, GatewayConfig, GatewayFile, Limits, LimitsFile};
+pub use config::{
+    DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_CALLS, GatewayArgs, GatewayConfig, GatewayFile, Limits,
+    LimitsFile,
+};
 pub use metadata::check_metadata;
 pub use service::{Gateway, INGEST_SERVICE_NAME};
 
 use std::future::Future;
 
 use heapfleet_service::backends::{Objects, open_catalog, open_store};
+use heapfleet_service::stack::{ServingConfig, service_stack};
 use heapfleet_service::{health, server};
 
 /// Opens the gateway's backends from `config`.
@@ -50,13 +54,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let gateway = open(&config).await?;
     let listener = server::bind(config.listen).await?;
-    serve(gateway, listener, shutdown).await
+    serve_with(gateway, listener, &config.serving, shutdown).await
 }
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, with health and reflection.
+/// Serves `gateway` on `listener` until `shutdown` resolves, with health and reflection, no
+/// authentication, no TLS and the default call limit.
 pub async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let serving = ServingConfig::open(gateway.default_tenant(), DEFAULT_MAX_CONCURRENT_CALLS, None);
+    serve_with(gateway, listener, &serving, shutdown).await
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, inside the middleware `serving`
+/// describes (authentication, call limits) and over TLS if it names a certificate.
+pub async fn serve_with(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    serving: &ServingConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let mut parts = server::server_parts(&[INGEST_SERVICE_NAME]).await?;
@@ -78,8 +95,10 @@ pub async fn serve(
         vec![INGEST_SERVICE_NAME.to_owned()],
         probes,
     ));
-    parts.routes.add_service(gateway.into_server());
-    let result = server::serve(listener, parts.routes.routes(), shutdown).await;
+    parts
+        .routes
+        .add_service(service_stack(gateway.into_server(), &serving.stack));
+    let result = server::serve(listener, parts.routes.routes(), &serving.tls, shutdown).await;
     watcher.abort();
     result
 }

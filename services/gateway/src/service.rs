@@ -10,6 +10,7 @@ use heapfleet_objects::object_store::{ObjectStoreExt, WriteMultipart};
 use heapfleet_objects::{DumpCompression, DumpKey, dumps_prefix};
 use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_proto::ingest::v1::ingest_service_server::{IngestService, IngestServiceServer};
+use heapfleet_service::auth::Principal;
 use heapfleet_service::backends::Objects;
 use heapfleet_service::convert::{dump_to_proto, kind_of};
 use heapfleet_service::status;
@@ -33,6 +34,7 @@ const PART_BYTES: usize = 8 << 20;
 /// The gateway's ingest service.
 #[derive(Debug, Clone)]
 pub struct Gateway {
+    /// The tenant of calls that carry no [`Principal`] (authentication off).
     tenant: String,
     catalog: Arc<dyn Catalog>,
     objects: Objects,
@@ -43,7 +45,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway for `tenant`'s uploads on these backends.
+    /// A gateway on these backends; with authentication off, every call is `tenant`'s, else
+    /// each call's token names its tenant.
     pub fn new(
         tenant: impl Into<String>,
         catalog: Arc<dyn Catalog>,
@@ -89,6 +92,12 @@ impl Gateway {
     }
 
     /// The gRPC service, with the message size limit applied.
+    /// The tenant of calls without a token (authentication off).
+    pub fn default_tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The gRPC service.
     pub fn into_server(self) -> IngestServiceServer<Gateway> {
         let max_message_bytes = self.limits.max_message_bytes;
         IngestServiceServer::new(self)
@@ -202,6 +211,7 @@ impl IngestService for Gateway {
         &self,
         request: Request<Streaming<pb::UploadDumpRequest>>,
     ) -> Result<Response<pb::UploadDumpResponse>, Status> {
+        let tenant = Principal::of(&request, &self.tenant).tenant;
         let mut stream = request.into_inner();
         let first = stream
             .message()
@@ -212,7 +222,7 @@ impl IngestService for Gateway {
                 "the first message of an upload must carry the dump's metadata",
             ));
         };
-        let new_dump = check_metadata(&self.tenant, &metadata, &self.limits)?;
+        let new_dump = check_metadata(&tenant, &metadata, &self.limits)?;
         let id = new_dump.dump_id();
         // The same content from the same process again: the stored dump is that content (its
         // hash was checked at its upload), so there is nothing more to receive.
@@ -246,18 +256,19 @@ impl IngestService for Gateway {
         &self,
         request: Request<pb::RegisterDumpRequest>,
     ) -> Result<Response<pb::RegisterDumpResponse>, Status> {
+        let tenant = Principal::of(&request, &self.tenant).tenant;
         let request = request.into_inner();
         let metadata = request
             .metadata
             .ok_or_else(|| Status::invalid_argument("metadata is required"))?;
-        let new_dump = check_metadata(&self.tenant, &metadata, &self.limits)?;
+        let new_dump = check_metadata(&tenant, &metadata, &self.limits)?;
         let key = ObjectPath::parse(&request.object_key).map_err(|error| {
             Status::invalid_argument(format!(
                 "object_key {:?} is not a valid key: {error}",
                 request.object_key
             ))
         })?;
-        let tenant_prefix = dumps_prefix(&self.objects.prefix, &self.tenant)
+        let tenant_prefix = dumps_prefix(&self.objects.prefix, &tenant)
             .map_err(|error| status::from_objects(&error))?;
         if !key.prefix_matches(&tenant_prefix) {
             return Err(Status::invalid_argument(format!(
@@ -285,6 +296,7 @@ impl IngestService for Gateway {
         &self,
         request: Request<pb::GetDumpRequest>,
     ) -> Result<Response<pb::Dump>, Status> {
+        let tenant = Principal::of(&request, &self.tenant).tenant;
         let id: DumpId = request
             .into_inner()
             .dump_id
@@ -295,7 +307,8 @@ impl IngestService for Gateway {
             .get_dump(&id)
             .await
             .map_err(|error| status::from_catalog(&error))?;
-        if record.process.tenant != self.tenant {
+        // Another tenant's dump is as absent as one that does not exist.
+        if record.process.tenant != tenant {
             return Err(Status::not_found(format!("dump {id} not found")));
         }
         Ok(Response::new(dump_to_proto(&record)))
@@ -305,12 +318,13 @@ impl IngestService for Gateway {
         &self,
         request: Request<pb::ListDumpsRequest>,
     ) -> Result<Response<pb::ListDumpsResponse>, Status> {
+        let tenant = Principal::of(&request, &self.tenant).tenant;
         let request = request.into_inner();
         let non_empty = |text: String| (!text.is_empty()).then_some(text);
         let state = pb::DumpState::try_from(request.state)
             .map_err(|_| Status::invalid_argument(format!("unknown state {}", request.state)))?;
         let filter = DumpFilter {
-            tenant: self.tenant.clone(),
+            tenant,
             host: non_empty(request.host),
             pid: request.pid,
             instance: non_empty(request.instance),
@@ -334,6 +348,8 @@ impl IngestService for Gateway {
         &self,
         request: Request<pb::DeleteDumpRequest>,
     ) -> Result<Response<pb::DeleteDumpResponse>, Status> {
+        // The auth layer lets only admin tokens this far; the dump must be their tenant's.
+        let tenant = Principal::of(&request, &self.tenant).tenant;
         let id: DumpId = request
             .into_inner()
             .dump_id
@@ -345,7 +361,7 @@ impl IngestService for Gateway {
             ));
         };
         let deleted = deleter
-            .delete(&self.tenant, &id)
+            .delete(&tenant, &id)
             .await
             .map_err(|error| delete_status(&error))?;
         tracing::info!(

@@ -37,6 +37,21 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "HEAPFLEET_SERVER", value_name = "URL")]
     pub(crate) server: Option<String>,
 
+    /// The bearer token to send to --server (servers with `[auth]` tokens need one).
+    #[arg(
+        long,
+        global = true,
+        env = "HEAPFLEET_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
+
+    /// Trust only this CA certificate (PEM) for an https:// --server, instead of the public
+    /// web roots (for a private CA or a self-signed server certificate).
+    #[arg(long, global = true, env = "HEAPFLEET_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+
     /// Output for people (table) or for scripts (json).
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
@@ -118,6 +133,23 @@ pub(crate) enum Command {
     /// file the server refuses into <dir>/rejected/ with the reason. Remembers what it sent in a
     /// state file, so a restart sends nothing twice. Stops gracefully on Ctrl-C or SIGTERM.
     Agent(AgentArgs),
+    /// Make an access token for servers with authentication (a config's `[auth]` table).
+    ///
+    /// Prints a new random token (give it to the client: --token or HEAPFLEET_TOKEN) and the
+    /// `[[auth.tokens]]` entry for the servers' config, which holds only the token's SHA-256.
+    Token(TokenArgs),
+}
+
+/// `heapfleet token`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// The tenant the token acts for.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// What the token may do: read (queries), upload (agents; includes read) or admin
+    /// (everything, including deleting dumps).
+    #[arg(long, value_parser = ["read", "upload", "admin"])]
+    pub(crate) role: String,
 }
 
 /// Which dumps a fleet command reads.

@@ -17,12 +17,14 @@ mod scope;
 mod serve;
 mod show;
 mod timeline;
+mod token;
 mod upload;
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 use heapfleet_query::{Queries, RemoteQueries, StoreQueries};
+use heapfleet_service::tls::ClientOptions;
 
 use crate::cli::{Cli, Command};
 use crate::local::{LOCAL_TENANT, Local};
@@ -30,6 +32,10 @@ use crate::local::{LOCAL_TENANT, Local};
 /// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let format = cli.format;
+    let client = ClientOptions {
+        token: cli.token.clone(),
+        tls_ca: cli.tls_ca.clone(),
+    };
     match cli.command {
         Command::Import(args) => {
             refuse_server(cli.server.as_deref(), "import", "upload")?;
@@ -50,10 +56,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                      to add dumps to the local data directory use `heapfleet import`"
                 );
             };
-            upload::run(server, args, format).await
+            upload::run(server, &client, args, format).await
         }
         Command::Delete(args) => {
-            delete::run(cli.server.as_deref(), &cli.data_dir, args, format).await
+            delete::run(cli.server.as_deref(), &client, &cli.data_dir, args, format).await
         }
         Command::Agent(args) => {
             let Some(server) = cli.server.as_deref() else {
@@ -62,40 +68,41 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                      gateway or `heapfleet serve` the dumps go to"
                 );
             };
-            agent::run(server, args, format).await
+            agent::run(server, &client, args, format).await
         }
+        Command::Token(args) => token::run(&args, format),
         Command::Dumps(args) => {
-            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             dumps::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Show(args) => {
-            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             show::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Leaks(args) => {
-            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             leaks::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare(args) => {
-            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             compare::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Timeline(args) => {
-            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             timeline::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Paths(args) => {
-            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             paths::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff(args) => {
-            let queries = open_queries(cli.server.as_deref(), &cli.data_dir).await?;
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             diff::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -105,10 +112,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The queries of the read commands: a server's with --server, else the data directory's.
 async fn open_queries(
     server: Option<&str>,
+    client: &ClientOptions,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<Box<dyn Queries>> {
     Ok(match server {
-        Some(url) => Box::new(RemoteQueries::connect(url).await?),
+        Some(url) => Box::new(RemoteQueries::connect_with(url, client).await?),
         None => {
             let local = Local::open(data_dir).await?;
             Box::new(StoreQueries::new(LOCAL_TENANT, local.catalog, local.store))

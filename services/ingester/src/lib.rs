@@ -89,9 +89,14 @@ pub async fn run(
     });
     let workers = tokio::spawn(ingester.run(stop.clone()));
     let server_stop = stop.clone();
-    let server = tokio::spawn(server::serve(listener, parts.routes.routes(), async move {
-        server_stop.cancelled().await
-    }));
+    // The ingester serves only health and reflection: no middleware, no TLS of its own.
+    let no_tls = heapfleet_service::tls::TlsFile::default();
+    let server = tokio::spawn(async move {
+        server::serve(listener, parts.routes.routes(), &no_tls, async move {
+            server_stop.cancelled().await
+        })
+        .await
+    });
     shutdown.await;
     stop.cancel();
     let workers_result = workers.await;

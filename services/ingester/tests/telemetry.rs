@@ -156,11 +156,16 @@ async fn test_upload_ingest_and_query_are_traced_and_measured() {
         .add_service(QueryServer::new(queries).into_server());
     let server_stop = CancellationToken::new();
     let stopped = server_stop.clone();
-    let server = tokio::spawn(heapfleet_service::server::serve(
-        listener,
-        parts.routes.routes(),
-        async move { stopped.cancelled().await },
-    ));
+    let routes = parts.routes.routes();
+    let server = tokio::spawn(async move {
+        heapfleet_service::server::serve(
+            listener,
+            routes,
+            &heapfleet_service::tls::TlsFile::default(),
+            async move { stopped.cancelled().await },
+        )
+        .await
+    });
 
     // An upload, then its ingest.
     let small = fixture("dumps/small/heap-1795773583.dump");

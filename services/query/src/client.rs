@@ -8,7 +8,7 @@ use heapfleet_proto::ingest::v1 as ingest_pb;
 use heapfleet_proto::query::v1 as pb;
 use heapfleet_proto::query::v1::query_service_client::QueryServiceClient;
 use heapfleet_service::convert::{dump_from_proto, state_of};
-use heapfleet_service::grpc_telemetry::{TracedChannel, traced};
+use heapfleet_service::tls::{ClientChannel, ClientOptions};
 
 use crate::QueryError;
 use crate::convert;
@@ -21,26 +21,31 @@ use crate::reader::Queries;
 /// A query service at a URL.
 #[derive(Debug, Clone)]
 pub struct RemoteQueries {
-    client: QueryServiceClient<TracedChannel>,
+    client: QueryServiceClient<ClientChannel>,
     url: String,
 }
 
 impl RemoteQueries {
-    /// Connects to the query service at `url` (`http://host:port`).
+    /// Connects to the query service at `url` (`http://host:port`), without a token.
     pub async fn connect(url: &str) -> Result<RemoteQueries, QueryError> {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned()).map_err(|_| {
-            QueryError::Invalid(format!(
-                "{url:?} is not a server URL (expected http://host:port)"
-            ))
-        })?;
-        let channel = endpoint.connect().await.map_err(|error| {
-            QueryError::Unavailable(format!(
-                "cannot connect to the heapfleet server at {url}: {}",
-                heapfleet_service::status::error_chain(&error)
-            ))
-        })?;
+        RemoteQueries::connect_with(url, &ClientOptions::default()).await
+    }
+
+    /// Connects to the query service at `url` (`http://` or `https://host:port`) with a token
+    /// and a CA to trust.
+    pub async fn connect_with(
+        url: &str,
+        options: &ClientOptions,
+    ) -> Result<RemoteQueries, QueryError> {
+        let endpoint = options
+            .endpoint(url)
+            .map_err(|error| QueryError::Invalid(format!("{error:#}")))?;
+        let channel = options
+            .connect(endpoint, url)
+            .await
+            .map_err(|error| QueryError::Unavailable(format!("{error:#}")))?;
         Ok(RemoteQueries {
-            client: QueryServiceClient::new(traced(channel)).max_decoding_message_size(64 << 20),
+            client: QueryServiceClient::new(channel).max_decoding_message_size(64 << 20),
             url: url.to_owned(),
         })
     }

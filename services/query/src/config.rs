@@ -5,13 +5,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::bail;
+use heapfleet_service::auth::AuthFile;
 use heapfleet_service::config::{S3Args, pick, read_file};
+use heapfleet_service::stack::{CallsFile, ServingArgs, ServingConfig};
+use heapfleet_service::tls::TlsFile;
+
+/// Calls the query service serves at once by default.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+/// Longest a query may run by default, in seconds.
+pub const DEFAULT_CALL_TIMEOUT_SECONDS: u64 = 120;
 
 /// The default listen address of the query service.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7402";
 
 /// The query service's settings, resolved and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct QueryConfig {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
@@ -25,6 +33,8 @@ pub struct QueryConfig {
     pub objects: Option<String>,
     /// S3 endpoint, region and credentials for `objects`.
     pub s3: heapfleet_objects::S3Options,
+    /// Authentication, call limits and TLS.
+    pub serving: ServingConfig,
 }
 
 /// The query service's flags; each also reads a `HEAPFLEET_*` variable.
@@ -52,6 +62,9 @@ pub struct QueryArgs {
     /// S3 settings for the object store.
     #[command(flatten)]
     pub s3: S3Args,
+    /// TLS and call limits [default: 64 calls at once, 120 s each].
+    #[command(flatten)]
+    pub serving: ServingArgs,
 }
 
 /// The config file's shape.
@@ -71,6 +84,15 @@ pub struct QueryFile {
     /// S3 settings.
     #[serde(default)]
     pub s3: heapfleet_service::config::S3File,
+    /// Accepted tokens (none: authentication off).
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// Certificate and key for TLS.
+    #[serde(default)]
+    pub tls: TlsFile,
+    /// Call limits.
+    #[serde(default)]
+    pub calls: CallsFile,
 }
 
 impl QueryArgs {
@@ -89,9 +111,20 @@ impl QueryArgs {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse()?,
         };
+        let tenant = pick(self.tenant.clone(), file.tenant, "default".to_owned());
+        let serving = self.serving.resolve(
+            &file.auth,
+            file.tls,
+            &file.calls,
+            &tenant,
+            &CallsFile {
+                max_concurrent: Some(DEFAULT_MAX_CONCURRENT_CALLS),
+                timeout_seconds: Some(DEFAULT_CALL_TIMEOUT_SECONDS),
+            },
+        )?;
         let config = QueryConfig {
             listen,
-            tenant: pick(self.tenant.clone(), file.tenant, "default".to_owned()),
+            tenant,
             catalog: pick(
                 self.catalog.clone(),
                 file.catalog,
@@ -100,6 +133,7 @@ impl QueryArgs {
             store: pick(self.store.clone(), file.store, "heapfleet-data".to_owned()),
             objects: self.objects.clone().or(file.objects),
             s3: self.s3.options(file.s3),
+            serving,
         };
         if let Some(objects) = &config.objects {
             heapfleet_objects::ObjectStoreUrl::parse(objects)

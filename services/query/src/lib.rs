@@ -20,9 +20,13 @@ mod service;
 use std::future::Future;
 
 pub use client::RemoteQueries;
-pub use config::{DEFAULT_LISTEN, QueryArgs, QueryConfig, QueryFile};
+pub use config::{
+    DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_CALLS, QueryArgs,
+    QueryConfig, QueryFile,
+};
 pub use error::QueryError;
 use heapfleet_service::backends::{open_catalog, open_store};
+use heapfleet_service::stack::service_stack;
 use heapfleet_service::{health, server};
 pub use reader::{Queries, StoreQueries, paths_in};
 pub use service::{QUERY_SERVICE_NAME, QueryServer};
@@ -61,10 +65,17 @@ pub async fn run(
         vec![QUERY_SERVICE_NAME.to_owned()],
         probes,
     ));
-    parts
-        .routes
-        .add_service(QueryServer::new(queries).into_server());
-    let result = server::serve(listener, parts.routes.routes(), shutdown).await;
+    parts.routes.add_service(service_stack(
+        QueryServer::new(queries).into_server(),
+        &config.serving.stack,
+    ));
+    let result = server::serve(
+        listener,
+        parts.routes.routes(),
+        &config.serving.tls,
+        shutdown,
+    )
+    .await;
     watcher.abort();
     result
 }

@@ -88,6 +88,14 @@ pub struct StoreQueries {
 }
 
 impl StoreQueries {
+    /// The same queries over `tenant`'s dumps (the query service builds one per call).
+    pub fn for_tenant(&self, tenant: impl Into<String>) -> StoreQueries {
+        StoreQueries {
+            tenant: tenant.into(),
+            ..self.clone()
+        }
+    }
+
     /// Queries over `tenant`'s dumps.
     pub fn new(
         tenant: impl Into<String>,
@@ -182,6 +190,9 @@ impl StoreQueries {
 
     /// Reads the site rows of every dump of each process, [`PROCESS_READS_IN_FLIGHT`]
     /// processes at a time, handing each process to `visit` in order.
+    ///
+    /// Each read runs as its own task, so decoding a process's rows (on another core) overlaps
+    /// `visit` judging the one before.
     async fn for_each_process(
         &self,
         processes: Vec<Vec<DumpRecord>>,
@@ -190,7 +201,7 @@ impl StoreQueries {
         let store = self.store.clone();
         let mut reads = futures::stream::iter(processes.into_iter().map(|dumps| {
             let store = store.clone();
-            async move {
+            let read = tokio::spawn(async move {
                 let ids: Vec<&str> = dumps.iter().map(|dump| dump.id.as_str()).collect();
                 let stats = store.site_totals_for_dumps(&ids).await?;
                 let first = &dumps[0].process;
@@ -210,6 +221,11 @@ impl StoreQueries {
                         .collect(),
                 };
                 Ok::<_, QueryError>(process)
+            });
+            async move {
+                read.await.map_err(|error| {
+                    QueryError::Internal(format!("a process's site read failed: {error}"))
+                })?
             }
         }))
         .buffered(PROCESS_READS_IN_FLIGHT);
@@ -506,7 +522,7 @@ fn dump_order(left: &DumpRecord, right: &DumpRecord) -> std::cmp::Ordering {
 }
 
 /// Processes whose site rows are read at once by the fleet queries.
-const PROCESS_READS_IN_FLIGHT: usize = 8;
+const PROCESS_READS_IN_FLIGHT: usize = 16;
 
 /// Awaits every future, failing on the first error.
 async fn futures_join_all<T, F>(futures: impl IntoIterator<Item = F>) -> Result<Vec<T>, QueryError>

@@ -4,6 +4,7 @@ use heapfleet_analysis::PathTarget;
 use heapfleet_proto::ingest::v1 as ingest_pb;
 use heapfleet_proto::query::v1 as pb;
 use heapfleet_proto::query::v1::query_service_server::{QueryService, QueryServiceServer};
+use heapfleet_service::auth::Principal;
 use heapfleet_service::convert::{dump_to_proto, kind_of};
 use tonic::{Request, Response, Status};
 
@@ -29,6 +30,13 @@ impl QueryServer {
         QueryServer { queries }
     }
 
+    /// The queries of the caller's tenant: the token's, or the server's own tenant when
+    /// authentication is off.
+    fn queries_for<T>(&self, request: &Request<T>) -> StoreQueries {
+        let principal = Principal::of(request, self.queries.tenant());
+        self.queries.for_tenant(principal.tenant)
+    }
+
     /// The gRPC service.
     pub fn into_server(self) -> QueryServiceServer<QueryServer> {
         QueryServiceServer::new(self).max_encoding_message_size(64 << 20)
@@ -45,8 +53,9 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::ListProcessesRequest>,
     ) -> Result<Response<pb::ListProcessesResponse>, Status> {
+        let queries = self.queries_for(&request);
         let scope = convert::selector_from(request.into_inner().scope);
-        let processes = self.queries.list_processes(&scope).await?;
+        let processes = queries.list_processes(&scope).await?;
         Ok(Response::new(pb::ListProcessesResponse {
             processes: processes.iter().map(convert::process_to).collect(),
         }))
@@ -56,6 +65,7 @@ impl QueryService for QueryServer {
         &self,
         request: Request<ingest_pb::ListDumpsRequest>,
     ) -> Result<Response<ingest_pb::ListDumpsResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
         let non_empty = |text: String| (!text.is_empty()).then_some(text);
         let state = ingest_pb::DumpState::try_from(request.state)
@@ -69,7 +79,7 @@ impl QueryService for QueryServer {
             taken_before: request.taken_before_unix,
             status: kind_of(state),
         };
-        let dumps = self.queries.list_dumps(&query).await?;
+        let dumps = queries.list_dumps(&query).await?;
         let dumps = dumps
             .iter()
             .filter(|dump| request.instance.is_empty() || dump.process.instance == request.instance)
@@ -82,10 +92,8 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::DumpSummaryRequest>,
     ) -> Result<Response<pb::DumpSummaryResponse>, Status> {
-        let summary = self
-            .queries
-            .dump_summary(&request.into_inner().dump_id)
-            .await?;
+        let queries = self.queries_for(&request);
+        let summary = queries.dump_summary(&request.into_inner().dump_id).await?;
         Ok(Response::new(convert::summary_to(&summary)))
     }
 
@@ -93,6 +101,7 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::RollupRequest>,
     ) -> Result<Response<pb::RollupResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
         let query = RollupQuery {
             by: convert::group_by_from(request.by)?,
@@ -100,7 +109,7 @@ impl QueryService for QueryServer {
             rank: convert::rank_from(request.rank)?,
             top: top_or_default(request.top),
         };
-        let rollup = self.queries.rollup(&request.dump_id, query).await?;
+        let rollup = queries.rollup(&request.dump_id, query).await?;
         Ok(Response::new(convert::rollup_to(&rollup)))
     }
 
@@ -108,9 +117,9 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::GenerationDetailRequest>,
     ) -> Result<Response<pb::GenerationDetailResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
-        let detail = self
-            .queries
+        let detail = queries
             .generation_detail(
                 &request.dump_id,
                 convert::generations_from(request.generations),
@@ -124,9 +133,9 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::DiffDumpsRequest>,
     ) -> Result<Response<pb::DiffDumpsResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
-        let diff = self
-            .queries
+        let diff = queries
             .diff(&request.dump_ids, request.top as usize)
             .await?;
         Ok(Response::new(convert::diff_to(&diff)))
@@ -136,10 +145,10 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::LeakReportRequest>,
     ) -> Result<Response<pb::LeakReportResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
         let scope = convert::selector_from(request.scope);
-        let report = self
-            .queries
+        let report = queries
             .leak_report(&scope, top_or_default(request.top))
             .await?;
         Ok(Response::new(convert::leak_report_to(&report)))
@@ -149,13 +158,11 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::CompareGroupsRequest>,
     ) -> Result<Response<pb::CompareGroupsResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
         let a = convert::selector_from(request.a);
         let b = convert::selector_from(request.b);
-        let comparison = self
-            .queries
-            .compare(&a, &b, top_or_default(request.top))
-            .await?;
+        let comparison = queries.compare(&a, &b, top_or_default(request.top)).await?;
         Ok(Response::new(convert::comparison_to(&comparison)))
     }
 
@@ -163,10 +170,10 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::SiteTimelineRequest>,
     ) -> Result<Response<pb::SiteTimelineResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
         let scope = convert::selector_from(request.scope);
-        let timeline = self
-            .queries
+        let timeline = queries
             .site_timeline(&request.file, request.line, &scope)
             .await?;
         Ok(Response::new(convert::timeline_to(&timeline)))
@@ -176,6 +183,7 @@ impl QueryService for QueryServer {
         &self,
         request: Request<pb::RetainerPathsRequest>,
     ) -> Result<Response<pb::RetainerPathsResponse>, Status> {
+        let queries = self.queries_for(&request);
         let request = request.into_inner();
         let target = match request.address {
             Some(address) => PathTarget::Address(address),
@@ -194,8 +202,7 @@ impl QueryService for QueryServer {
         } else {
             request.max_paths as usize
         };
-        let answer = self
-            .queries
+        let answer = queries
             .retainer_paths(&request.dump_id, &target, max_paths.min(100))
             .await?;
         Ok(Response::new(convert::paths_to(&answer)))

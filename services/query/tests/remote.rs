@@ -69,11 +69,16 @@ async fn test_remote_queries_answer_like_local_ones() {
     parts
         .routes
         .add_service(QueryServer::new(local.clone()).into_server());
-    let server = tokio::spawn(heapfleet_service::server::serve(
-        listener,
-        parts.routes.routes(),
-        std::future::pending(),
-    ));
+    let routes = parts.routes.routes();
+    let server = tokio::spawn(async move {
+        heapfleet_service::server::serve(
+            listener,
+            routes,
+            &heapfleet_service::tls::TlsFile::default(),
+            std::future::pending(),
+        )
+        .await
+    });
     let remote = RemoteQueries::connect(&url).await.unwrap();
 
     let everything = DumpQuery::default();

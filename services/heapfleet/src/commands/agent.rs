@@ -30,6 +30,7 @@ use anyhow::{Context, bail};
 use heapfleet_dump::parse_dump_file_name;
 use heapfleet_gateway::client;
 use heapfleet_proto::ingest::v1 as pb;
+use heapfleet_service::tls::ClientOptions;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -122,6 +123,7 @@ enum Attempt {
 
 struct Agent {
     server: String,
+    client_options: ClientOptions,
     watch: Vec<PathBuf>,
     host: String,
     role: String,
@@ -138,7 +140,12 @@ struct Agent {
     stop: CancellationToken,
 }
 
-pub(crate) async fn run(server: &str, args: AgentArgs, format: Format) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    server: &str,
+    client_options: &ClientOptions,
+    args: AgentArgs,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     for dir in &args.watch {
         std::fs::create_dir_all(dir)
@@ -170,6 +177,7 @@ pub(crate) async fn run(server: &str, args: AgentArgs, format: Format) -> anyhow
     });
     let mut agent = Agent {
         server: server.to_owned(),
+        client_options: client_options.clone(),
         host: match &args.host {
             Some(host) => host.clone(),
             None => gethostname::gethostname().to_string_lossy().into_owned(),
@@ -470,7 +478,7 @@ impl Agent {
         };
         if self.client.is_none() {
             let connect = tokio::select! {
-                connected = client::connect(&self.server) => connected,
+                connected = client::connect_with(&self.server, &self.client_options) => connected,
                 () = self.stop.cancelled() => return Attempt::Stopped,
             };
             match connect {

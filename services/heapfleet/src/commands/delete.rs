@@ -5,6 +5,7 @@
 //! the command again. Each dump is reported on its own; the exit status is 1 if any was not
 //! deleted.
 
+use heapfleet_service::tls::ClientOptions;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -62,12 +63,13 @@ struct DeleteSummary {
 
 pub(crate) async fn run(
     server: Option<&str>,
+    client_options: &ClientOptions,
     data_dir: &Path,
     args: DeleteArgs,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let results = match server {
-        Some(url) => delete_remote(url, &args.dumps).await?,
+        Some(url) => delete_remote(url, client_options, &args.dumps).await?,
         None => delete_local(data_dir, &args.dumps).await?,
     };
     let mut summary = DeleteSummary::default();
@@ -149,8 +151,12 @@ async fn delete_local(data_dir: &Path, references: &[String]) -> anyhow::Result<
 }
 
 /// Deletes through a gateway (or `heapfleet serve`).
-async fn delete_remote(url: &str, references: &[String]) -> anyhow::Result<Vec<DeleteResult>> {
-    let mut ingest = client::connect(url).await?;
+async fn delete_remote(
+    url: &str,
+    client_options: &ClientOptions,
+    references: &[String],
+) -> anyhow::Result<Vec<DeleteResult>> {
+    let mut ingest = client::connect_with(url, client_options).await?;
     let mut results = Vec::with_capacity(references.len());
     for reference in references {
         let mut result = DeleteResult::new(reference);

@@ -12,6 +12,7 @@ use heapfleet_ingester::{Ingester, Retention, WorkerSettings};
 use heapfleet_objects::S3Options;
 use heapfleet_query::{QUERY_SERVICE_NAME, QueryServer, StoreQueries};
 use heapfleet_service::backends::Objects;
+use heapfleet_service::stack::{ServingConfig, service_stack};
 use heapfleet_service::{health, server, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -64,10 +65,19 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
         ],
         probes,
     ));
-    parts.routes.add_service(gateway.into_server());
+    // One user on one machine: no tokens; the call limit keeps a burst of uploads bounded.
+    let serving = ServingConfig::open(
+        LOCAL_TENANT,
+        heapfleet_gateway::DEFAULT_MAX_CONCURRENT_CALLS,
+        None,
+    );
     parts
         .routes
-        .add_service(QueryServer::new(queries).into_server());
+        .add_service(service_stack(gateway.into_server(), &serving.stack));
+    parts.routes.add_service(service_stack(
+        QueryServer::new(queries).into_server(),
+        &serving.stack,
+    ));
 
     let stop = CancellationToken::new();
     let retention_task = args.retention_max_age.map(|max_age| {
@@ -88,7 +98,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<Exit
         data_dir.display()
     ))?;
     let server_stop = stop.clone();
-    let served = server::serve(listener, parts.routes.routes(), async move {
+    let served = server::serve(listener, parts.routes.routes(), &serving.tls, async move {
         tokio::select! {
             () = shutdown::signal() => server_stop.cancel(),
             () = server_stop.cancelled() => {}

@@ -46,6 +46,7 @@ struct UploadSummary {
 
 pub(crate) async fn run(
     server: &str,
+    client_options: &heapfleet_service::tls::ClientOptions,
     args: UploadArgs,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
@@ -57,7 +58,7 @@ pub(crate) async fn run(
     if candidates.is_empty() {
         bail!("no dump files found (directories are searched for *.dump and *.dump.gz)");
     }
-    let mut ingest = client::connect(server).await?;
+    let mut ingest = client::connect_with(server, client_options).await?;
     let total_bytes: u64 = candidates
         .iter()
         .filter_map(|candidate| std::fs::metadata(&candidate.path).ok())
