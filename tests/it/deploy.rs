@@ -31,6 +31,9 @@ fn allowed_config_keys(binary: &str) -> &'static [&'static str] {
             "limits.max_message_bytes",
             "limits.max_labels",
             "limits.max_label_bytes",
+            "calls.max_concurrent",
+            "calls.timeout_seconds",
+            "auth.tokens",
         ],
         "heapfleet-ingester" => &[
             "listen",
@@ -57,6 +60,9 @@ fn allowed_config_keys(binary: &str) -> &'static [&'static str] {
             "s3.endpoint",
             "s3.region",
             "s3.allow_http",
+            "calls.max_concurrent",
+            "calls.timeout_seconds",
+            "auth.tokens",
         ],
         other => panic!("no config keys known for {other}"),
     }
@@ -76,6 +82,10 @@ fn allowed_env(binary: &str) -> &'static [&'static str] {
             "HEAPFLEET_S3_REGION",
             "HEAPFLEET_S3_ALLOW_HTTP",
             "HEAPFLEET_MAX_DUMP_BYTES",
+            "HEAPFLEET_MAX_CONCURRENT_CALLS",
+            "HEAPFLEET_CALL_TIMEOUT_SECONDS",
+            "HEAPFLEET_TLS_CERT",
+            "HEAPFLEET_TLS_KEY",
         ],
         "heapfleet-ingester" => &[
             "HEAPFLEET_CONFIG",
@@ -104,6 +114,10 @@ fn allowed_env(binary: &str) -> &'static [&'static str] {
             "HEAPFLEET_S3_ENDPOINT",
             "HEAPFLEET_S3_REGION",
             "HEAPFLEET_S3_ALLOW_HTTP",
+            "HEAPFLEET_MAX_CONCURRENT_CALLS",
+            "HEAPFLEET_CALL_TIMEOUT_SECONDS",
+            "HEAPFLEET_TLS_CERT",
+            "HEAPFLEET_TLS_KEY",
         ],
         other => panic!("no environment known for {other}"),
     }
