@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use heapfleet_catalog::{Catalog, DumpFilter, DumpId, NewDump};
+use heapfleet_catalog::{Catalog, CatalogError, DumpFilter, DumpId, NewDump};
 use heapfleet_ingest::{DeleteError, DumpDeleter};
 use heapfleet_objects::object_store::path::Path as ObjectPath;
 use heapfleet_objects::object_store::{ObjectStoreExt, WriteMultipart};
@@ -226,13 +226,18 @@ impl IngestService for Gateway {
         let id = new_dump.dump_id();
         // The same content from the same process again: the stored dump is that content (its
         // hash was checked at its upload), so there is nothing more to receive.
-        if self.catalog.get_dump(&id).await.is_ok() {
-            let key = self.key_for(&new_dump, &id, &metadata)?;
-            let (dump, created) = self.register(new_dump, &key).await?;
-            return Ok(Response::new(pb::UploadDumpResponse {
-                dump: Some(dump),
-                created,
-            }));
+        // A catalog that cannot answer fails the upload now, before any byte is stored.
+        match self.catalog.get_dump(&id).await {
+            Ok(_) => {
+                let key = self.key_for(&new_dump, &id, &metadata)?;
+                let (dump, created) = self.register(new_dump, &key).await?;
+                return Ok(Response::new(pb::UploadDumpResponse {
+                    dump: Some(dump),
+                    created,
+                }));
+            }
+            Err(CatalogError::NotFound(_)) => {}
+            Err(error) => return Err(status::from_catalog(&error)),
         }
         let key = self.key_for(&new_dump, &id, &metadata)?;
         let started = std::time::Instant::now();
