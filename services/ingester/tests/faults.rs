@@ -27,9 +27,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{
-    IngesterProcess, RunningGateway, Servers, assert_nothing_registered,
-    assert_stored_equals_local_parse, fixture_dumps, metadata_for, sha256_hex, start_gateway,
-    start_gateway_with_s3, unique, wait_health, wait_ready,
+    IngesterProcess, RunningGateway, Servers, assert_catalog_counts_stored_objects,
+    assert_nothing_registered, assert_stored_equals_local_parse, fixture_dumps, metadata_for,
+    sha256_hex, start_gateway, start_gateway_with_s3, unique, wait_health, wait_ready,
 };
 use futures::SinkExt;
 use heapfleet_catalog::{DumpFilter, DumpId, DumpStatus};
@@ -64,10 +64,7 @@ async fn test_postgres_down_during_upload_is_unavailable_and_a_retry_lands_once(
     let gateway = start_gateway(&servers, &tenant, Limits::default()).await;
     let mut ingester = IngesterProcess::start(&servers, &gateway, &tenant, "a");
     let ingester_health = ingester.health_url(PATIENCE).await;
-    wait_health(&gateway.url, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_status(&gateway.url, ServingStatus::Serving, &ingester).await;
 
     let dump = fixture_dumps().pop().unwrap();
     let body = std::fs::read(&dump).unwrap();
@@ -87,10 +84,7 @@ async fn test_postgres_down_during_upload_is_unavailable_and_a_retry_lands_once(
         .await
         .unwrap_err();
     assert_unavailable(&listed, "catalog unavailable");
-    wait_health(&gateway.url, ServingStatus::NotServing, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_status(&gateway.url, ServingStatus::NotServing, &ingester).await;
 
     postgres.resume().await;
     // The refused upload left no row (its object may stay in the bucket, unregistered, until
@@ -108,25 +102,12 @@ async fn test_postgres_down_during_upload_is_unavailable_and_a_retry_lands_once(
         "the refused upload was not registered before"
     );
     let id: DumpId = retried.dump.unwrap().dump_id.parse().unwrap();
-    wait_ready(
-        gateway.catalog.as_ref(),
-        std::slice::from_ref(&id),
-        PATIENCE,
-        &|| ingester.log(),
-    )
-    .await;
+    wait_dump_ready(&gateway, &id, &ingester).await;
     assert_eq!(gateway.catalog.get_dump(&id).await.unwrap().attempts, 1);
     // The retry stored its file under the key the refused upload had used: one object.
     assert_eq!(tenant_objects(&gateway, &tenant).await, 1);
     assert_recovered(&servers, &gateway, &tenant, &[(id, dump)], &mut ingester).await;
-    wait_health(&ingester_health, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
-    wait_health(&gateway.url, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_serving(&[&ingester_health, &gateway.url], &ingester).await;
     note_time("postgres down during upload", started);
 }
 
@@ -179,13 +160,7 @@ async fn test_postgres_down_during_ingest_the_job_still_ends_ready_once() {
     assert_unavailable(&down, "catalog unavailable");
 
     postgres.resume().await;
-    wait_ready(
-        gateway.catalog.as_ref(),
-        std::slice::from_ref(&id),
-        PATIENCE,
-        &|| ingester.log(),
-    )
-    .await;
+    wait_dump_ready(&gateway, &id, &ingester).await;
     let record = gateway.catalog.get_dump(&id).await.unwrap();
     // The first attempt's result was stored, but its completion never reached the catalog;
     // the job stayed leased until the lease ran out and was then claimed (by the same worker)
@@ -197,10 +172,7 @@ async fn test_postgres_down_during_ingest_the_job_still_ends_ready_once() {
         ingester.log()
     );
     assert_recovered(&servers, &gateway, &tenant, &[(id, dump)], &mut ingester).await;
-    wait_health(&ingester_health, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_serving(&[&ingester_health], &ingester).await;
     note_time("postgres down during ingest", started);
 }
 
@@ -235,10 +207,7 @@ async fn test_s3_down_during_upload_is_unavailable_and_a_retry_lands_once() {
     upload.send(&body[body.len() / 2..]).await;
     let refused = upload.finish().await.unwrap_err();
     assert_unavailable(&refused, "upload");
-    wait_health(&gateway.url, ServingStatus::NotServing, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_status(&gateway.url, ServingStatus::NotServing, &ingester).await;
 
     s3.restart().await;
     assert_nothing_registered(&gateway, &tenant).await;
@@ -246,23 +215,10 @@ async fn test_s3_down_during_upload_is_unavailable_and_a_retry_lands_once() {
     let retried = upload_with_retries(&mut api, &dump, "web-3").await;
     assert!(retried.created);
     let id: DumpId = retried.dump.unwrap().dump_id.parse().unwrap();
-    wait_ready(
-        gateway.catalog.as_ref(),
-        std::slice::from_ref(&id),
-        PATIENCE,
-        &|| ingester.log(),
-    )
-    .await;
+    wait_dump_ready(&gateway, &id, &ingester).await;
     assert_eq!(gateway.catalog.get_dump(&id).await.unwrap().attempts, 1);
     assert_recovered(&servers, &gateway, &tenant, &[(id, dump)], &mut ingester).await;
-    wait_health(&ingester_health, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
-    wait_health(&gateway.url, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_serving(&[&ingester_health, &gateway.url], &ingester).await;
     note_time("s3 down during upload", started);
 }
 
@@ -286,10 +242,7 @@ async fn test_cassandra_down_during_ingest_the_job_ends_ready_once_it_is_back() 
     let gateway = start_gateway(&servers, &tenant, Limits::default()).await;
     let mut ingester = IngesterProcess::start(&servers, &gateway, &tenant, "a");
     let ingester_health = ingester.health_url(PATIENCE).await;
-    wait_health(&ingester_health, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_status(&ingester_health, ServingStatus::Serving, &ingester).await;
 
     let mut api = client::connect(&gateway.url).await.unwrap();
     let response = upload_with_retries(&mut api, &dump, "web-4").await;
@@ -300,13 +253,7 @@ async fn test_cassandra_down_during_ingest_the_job_ends_ready_once_it_is_back() 
     // The store's errors are retryable and the dump is not failed while the node is down.
     let log = wait_log(&ingester, "store unavailable", "ingest finished dump=").await;
     assert!(!log.contains("internal store error"), "{log}");
-    wait_health(
-        &ingester_health,
-        ServingStatus::NotServing,
-        PATIENCE,
-        &|| ingester.log(),
-    )
-    .await;
+    wait_status(&ingester_health, ServingStatus::NotServing, &ingester).await;
     let record = gateway.catalog.get_dump(&id).await.unwrap();
     assert!(
         record.status.failure_reason().is_none(),
@@ -316,22 +263,13 @@ async fn test_cassandra_down_during_ingest_the_job_ends_ready_once_it_is_back() 
     );
 
     cassandra.restart().await;
-    wait_ready(
-        gateway.catalog.as_ref(),
-        std::slice::from_ref(&id),
-        PATIENCE,
-        &|| ingester.log(),
-    )
-    .await;
+    wait_dump_ready(&gateway, &id, &ingester).await;
     // The attempt the outage broke counted once the store answered again; the next one
     // completed.
     let attempts = gateway.catalog.get_dump(&id).await.unwrap().attempts;
     assert_eq!(attempts, 2, "{}", ingester.log());
     assert_recovered(&servers, &gateway, &tenant, &[(id, dump)], &mut ingester).await;
-    wait_health(&ingester_health, ServingStatus::Serving, PATIENCE, &|| {
-        ingester.log()
-    })
-    .await;
+    wait_serving(&[&ingester_health], &ingester).await;
     note_time(
         &format!("cassandra down during ingest ({attempts} attempts)"),
         started,
@@ -366,16 +304,7 @@ async fn assert_recovered(
     for (id, path) in acknowledged {
         assert_stored_equals_local_parse(&store, id, path).await;
         let record = gateway.catalog.get_dump(id).await.unwrap();
-        assert_eq!(
-            store
-                .get_dump_aggregates(id.as_str())
-                .await
-                .unwrap()
-                .parse
-                .objects,
-            record.objects,
-            "the catalog counts the stored objects of {id}"
-        );
+        assert_catalog_counts_stored_objects(&store, id, record.objects).await;
         store.delete_dump(id.as_str()).await.unwrap();
     }
     assert!(
@@ -383,6 +312,29 @@ async fn assert_recovered(
         "the ingester exited\n{}",
         ingester.log()
     );
+}
+
+/// Waits until each server of `urls` reports SERVING again, as every fault test ends.
+async fn wait_serving(urls: &[&str], ingester: &IngesterProcess) {
+    for url in urls {
+        wait_status(url, ServingStatus::Serving, ingester).await;
+    }
+}
+
+/// Waits until the server at `url` reports `wanted`, with the ingester's log on a timeout.
+async fn wait_status(url: &str, wanted: ServingStatus, ingester: &IngesterProcess) {
+    wait_health(url, wanted, PATIENCE, &|| ingester.log()).await;
+}
+
+/// Waits until `id` is ready, with the ingester's log on a timeout.
+async fn wait_dump_ready(gateway: &RunningGateway, id: &DumpId, ingester: &IngesterProcess) {
+    wait_ready(
+        gateway.catalog.as_ref(),
+        std::slice::from_ref(id),
+        PATIENCE,
+        &|| ingester.log(),
+    )
+    .await;
 }
 
 /// How many objects the bucket holds under `tenant`'s dumps.

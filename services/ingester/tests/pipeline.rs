@@ -3,7 +3,7 @@
 //! catalog, the S3-compatible object store and the Cassandra store that scripts/test.sh
 //! starts. Each test uses its own tenant, object prefix and keyspace rows, so tests share the
 //! servers without seeing each other's dumps. The helpers live in `common/mod.rs`, shared with
-//! `bad_input.rs`.
+//! `bad_input.rs`, `faults.rs` and `retention.rs`.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -12,49 +12,18 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    IngesterProcess, Servers, assert_nothing_registered, fixture_dumps, metadata_for, raw_upload,
-    sha256_hex, start_gateway, unique, wait_ready,
+    IngesterProcess, Servers, assert_catalog_counts_stored_objects, assert_nothing_registered,
+    assert_stored_equals_local_parse, fixture_dumps, metadata_for, raw_upload, sha256_hex,
+    start_gateway, unique, wait_ready,
 };
 use heapfleet_catalog::DumpId;
-use heapfleet_dump::ParseOptions;
 use heapfleet_gateway::{Limits, client};
-use heapfleet_ingest::parse_into_store;
 use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_service::backends::open_store;
-use heapfleet_storage::{AggregateStore, MemoryStore};
 use heapfleet_tests::{fixture, generated_dir, generated_dump, tool_available};
-
-/// Checks the stored result of `id` equals a local parse of `path`: same aggregates, same
-/// object index.
-async fn assert_stored_equals_local_parse(
-    store: &Arc<dyn AggregateStore>,
-    id: &DumpId,
-    path: &Path,
-) {
-    let local: Arc<dyn AggregateStore> = Arc::new(MemoryStore::new());
-    let file = std::fs::File::open(path).unwrap();
-    parse_into_store(file, id, local.clone(), ParseOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_dump_aggregates(id.as_str()).await.unwrap(),
-        local.get_dump_aggregates(id.as_str()).await.unwrap(),
-        "aggregates of {}",
-        path.display()
-    );
-    let stored_index = store.load_index(id.as_str()).await.unwrap();
-    let local_index = local.load_index(id.as_str()).await.unwrap();
-    assert_eq!(
-        stored_index.entries,
-        local_index.entries,
-        "index of {}",
-        path.display()
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn test_gateway_and_two_ingesters_ingest_concurrent_uploads_exactly() {
@@ -212,15 +181,7 @@ async fn test_killed_ingester_job_is_finished_by_another_without_double_counts()
 
     let store = open_store(&servers.store_url()).await.unwrap();
     assert_stored_equals_local_parse(&store, &id, &dump).await;
-    assert_eq!(
-        store
-            .get_dump_aggregates(id.as_str())
-            .await
-            .unwrap()
-            .parse
-            .objects,
-        record.objects
-    );
+    assert_catalog_counts_stored_objects(&store, &id, record.objects).await;
     store.delete_dump(id.as_str()).await.unwrap();
 }
 

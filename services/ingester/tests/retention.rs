@@ -5,109 +5,35 @@
 //! its row the catalog, its aggregates and index the store, and the other dump stays whole and
 //! queryable. Then an ingester with a retention policy deletes the dumps taken too long ago,
 //! and only those. Each test uses its own tenant, so tests share the servers without seeing
-//! each other's dumps.
+//! each other's dumps; the dump files go under the object prefix `retention`. The servers, the
+//! gateway, the ingester process and the comparison with a local parse come from
+//! `common/mod.rs`, shared with `pipeline.rs`.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use heapfleet_catalog::{Catalog, CatalogError, DumpId, DumpRecord, DumpStatus, PostgresCatalog};
-use heapfleet_dump::ParseOptions;
-use heapfleet_gateway::{Gateway, Limits, client};
-use heapfleet_ingest::parse_into_store;
-use heapfleet_objects::S3Options;
+use common::{
+    IngesterProcess, RunningGateway, Servers, assert_stored_equals_local_parse, start_gateway_on,
+    unique, wait_ready,
+};
+use heapfleet_catalog::{CatalogError, DumpId, DumpRecord};
+use heapfleet_gateway::{Limits, client};
 use heapfleet_objects::object_store::ObjectStoreExt;
 use heapfleet_objects::object_store::path::Path as ObjectPath;
 use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_query::{Queries, StoreQueries};
-use heapfleet_service::backends::{Objects, open_store};
-use heapfleet_storage::{AggregateStore, MemoryStore, StorageError};
-use heapfleet_tests::{fixture, service_url};
-use tokio::sync::oneshot;
+use heapfleet_service::backends::open_store;
+use heapfleet_storage::{AggregateStore, StorageError};
+use heapfleet_tests::fixture;
 
 /// How long a test waits for the stack to ingest or delete before it fails.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// The real servers the stack runs on.
-struct Servers {
-    postgres: String,
-    scylla: String,
-    s3_endpoint: String,
-    s3_bucket: String,
-    s3_access_key: String,
-    s3_secret_key: String,
-}
-
-impl Servers {
-    /// The servers scripts/test.sh started, or `None` (the test skips, or fails under
-    /// HEAPFLEET_REQUIRE_SERVICES=1).
-    fn from_env() -> Option<Servers> {
-        Some(Servers {
-            postgres: postgres_url(&service_url("HEAPFLEET_TEST_POSTGRES_URL")?),
-            scylla: service_url("HEAPFLEET_TEST_SCYLLA_URI")?,
-            s3_endpoint: service_url("HEAPFLEET_TEST_S3_ENDPOINT")?,
-            s3_bucket: service_url("HEAPFLEET_TEST_S3_BUCKET")?,
-            s3_access_key: service_url("HEAPFLEET_TEST_S3_ACCESS_KEY")?,
-            s3_secret_key: service_url("HEAPFLEET_TEST_S3_SECRET_KEY")?,
-        })
-    }
-
-    fn store_url(&self) -> String {
-        format!("scylla://{}/heapfleet_pipeline", self.scylla)
-    }
-
-    fn objects_url(&self) -> String {
-        format!("s3://{}/retention", self.s3_bucket)
-    }
-
-    fn s3_options(&self) -> S3Options {
-        S3Options {
-            endpoint: Some(self.s3_endpoint.clone()),
-            access_key_id: Some(self.s3_access_key.clone()),
-            secret_access_key: Some(self.s3_secret_key.clone()),
-            allow_http: true,
-            ..S3Options::default()
-        }
-    }
-}
-
-/// The test script gives PostgreSQL as `key=value` pairs; the services take a URL.
-fn postgres_url(setting: &str) -> String {
-    if setting.starts_with("postgres") {
-        return setting.to_owned();
-    }
-    let mut host = "127.0.0.1";
-    let mut port = "5432";
-    let mut user = "postgres";
-    let mut dbname = "postgres";
-    for pair in setting.split_whitespace() {
-        match pair.split_once('=') {
-            Some(("host", value)) => host = value,
-            Some(("port", value)) => port = value,
-            Some(("user", value)) => user = value,
-            Some(("dbname", value)) => dbname = value,
-            _ => {}
-        }
-    }
-    format!("postgres://{user}@{host}:{port}/{dbname}")
-}
-
-/// A tenant no other test run uses.
-fn unique(label: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    // Short: s3s-fs keeps a multipart upload under a file named after the whole key.
-    format!(
-        "{label}-{:x}",
-        (nanos ^ u128::from(std::process::id()) << 40) & 0xff_ffff_ffff
-    )
-}
 
 fn unix_now() -> i64 {
     i64::try_from(
@@ -120,60 +46,44 @@ fn unix_now() -> i64 {
 }
 
 /// The backends of one test, as the services open them, and a gateway on them serving one
-/// tenant on a loopback port (stopped on drop).
+/// tenant on a loopback port (stopped on drop), its dump files under the prefix `retention`.
 struct Stack {
     tenant: String,
-    gateway_url: String,
-    catalog: Arc<dyn Catalog>,
+    gateway: RunningGateway,
     store: Arc<dyn AggregateStore>,
-    objects: Objects,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 impl Stack {
     async fn start(servers: &Servers, label: &str) -> Stack {
         let tenant = unique(label);
-        let catalog: Arc<dyn Catalog> = Arc::new(
-            PostgresCatalog::connect(&servers.postgres)
-                .await
-                .expect("connect to PostgreSQL"),
-        );
         let store = open_store(&servers.store_url()).await.unwrap();
-        let objects = Objects::open(&servers.objects_url(), &servers.s3_options()).unwrap();
-        let gateway = Gateway::new(
-            tenant.clone(),
-            catalog.clone(),
-            objects.clone(),
+        let gateway = start_gateway_on(
+            servers,
+            &tenant,
             Limits::default(),
+            "retention",
+            &servers.s3_options(),
+            Some(store.clone()),
         )
-        .with_store(store.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway_url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(heapfleet_gateway::serve(gateway, listener, async {
-            let _ = stopped.await;
-        }));
+        .await;
         Stack {
             tenant,
-            gateway_url,
-            catalog,
+            gateway,
             store,
-            objects,
-            stop: Some(stop),
         }
+    }
+
+    /// Starts `heapfleet-ingester` for the stack's tenant, logging at debug level (retention
+    /// says at debug when a sweep finds nothing due), with `extra` variables on top.
+    fn start_ingester(&self, servers: &Servers, extra: &[(&str, &str)]) -> IngesterProcess {
+        let mut settings = vec![("RUST_LOG", "info,heapfleet_ingester=debug")];
+        settings.extend_from_slice(extra);
+        IngesterProcess::start_with(servers, &self.gateway, &self.tenant, "worker", &settings)
     }
 
     /// Uploads `path` through the gateway as taken at `taken_at_unix` on `host`.
     async fn upload(&self, path: &Path, host: &str, taken_at_unix: i64) -> DumpId {
-        let mut ingest = client::connect(&self.gateway_url).await.unwrap();
+        let mut ingest = client::connect(&self.gateway.url).await.unwrap();
         let metadata = pb::DumpMetadata {
             host: host.to_owned(),
             pid: 4242,
@@ -190,7 +100,7 @@ impl Stack {
 
     /// The catalog row of `id`, or `None` once it is deleted.
     async fn row(&self, id: &DumpId) -> Option<DumpRecord> {
-        match self.catalog.get_dump(id).await {
+        match self.gateway.catalog.get_dump(id).await {
             Ok(record) => Some(record),
             Err(CatalogError::NotFound(_)) => None,
             Err(error) => panic!("reading {id}: {error}"),
@@ -199,7 +109,13 @@ impl Stack {
 
     /// Whether the bucket holds `key`.
     async fn object_exists(&self, key: &str) -> bool {
-        match self.objects.store.head(&ObjectPath::from(key)).await {
+        match self
+            .gateway
+            .objects
+            .store
+            .head(&ObjectPath::from(key))
+            .await
+        {
             Ok(_) => true,
             Err(heapfleet_objects::object_store::Error::NotFound { .. }) => false,
             Err(error) => panic!("reading {key}: {error}"),
@@ -223,80 +139,11 @@ impl Stack {
     }
 
     /// Waits until every dump in `ids` is ready, with the ingester's log on a timeout.
-    async fn wait_ready(&self, ids: &[&DumpId], ingester: &IngesterProcess) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let mut pending = Vec::new();
-            for id in ids {
-                let status = self.row(id).await.map(|record| record.status);
-                match status {
-                    Some(DumpStatus::Ready) => {}
-                    Some(DumpStatus::Failed { reason }) => {
-                        panic!("{id} failed: {reason}\n{}", ingester.log())
-                    }
-                    other => pending.push((id, other)),
-                }
-            }
-            if pending.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready after {DEADLINE:?}: {pending:?}\n{}",
-                ingester.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// An ingester process of the stack, killed on drop; its log is kept for failure messages.
-struct IngesterProcess {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl IngesterProcess {
-    /// Starts `heapfleet-ingester` for the stack's tenant, with `extra` variables on top.
-    fn start(servers: &Servers, stack: &Stack, extra: &[(&str, &str)]) -> IngesterProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("ingester.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_heapfleet-ingester"))
-            .env_clear()
-            .env("RUST_LOG", "info,heapfleet_ingester=debug")
-            .env("HEAPFLEET_LISTEN", "127.0.0.1:0")
-            .env("HEAPFLEET_CATALOG", &servers.postgres)
-            .env("HEAPFLEET_STORE", servers.store_url())
-            .env("HEAPFLEET_OBJECTS", servers.objects_url())
-            .env("HEAPFLEET_S3_ENDPOINT", &servers.s3_endpoint)
-            .env("HEAPFLEET_S3_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", &servers.s3_access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &servers.s3_secret_key)
-            .env("HEAPFLEET_TENANT", &stack.tenant)
-            .env("HEAPFLEET_WORKER_NAME", format!("{}-worker", stack.tenant))
-            .env("HEAPFLEET_POLL_INTERVAL_MS", "100")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start heapfleet-ingester");
-        IngesterProcess {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for IngesterProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    async fn wait_ready(&self, ids: &[DumpId], ingester: &IngesterProcess) {
+        wait_ready(self.gateway.catalog.as_ref(), ids, DEADLINE, &|| {
+            ingester.log()
+        })
+        .await;
     }
 }
 
@@ -309,44 +156,20 @@ fn series_dumps() -> [PathBuf; 2] {
     ]
 }
 
-/// Checks the stored result of `id` equals a local parse of `path`.
-async fn assert_stored_equals_local_parse(
-    store: &Arc<dyn AggregateStore>,
-    id: &DumpId,
-    path: &Path,
-) {
-    let local: Arc<dyn AggregateStore> = Arc::new(MemoryStore::new());
-    let file = std::fs::File::open(path).unwrap();
-    // The parser reads gzip by its magic bytes, so the file passes through as it is.
-    parse_into_store(file, id, local.clone(), ParseOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_dump_aggregates(id.as_str()).await.unwrap(),
-        local.get_dump_aggregates(id.as_str()).await.unwrap(),
-        "aggregates of {}",
-        path.display()
-    );
-    assert_eq!(
-        store.load_index(id.as_str()).await.unwrap().entries,
-        local.load_index(id.as_str()).await.unwrap().entries,
-        "index of {}",
-        path.display()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn test_delete_dump_removes_one_dump_everywhere_and_keeps_the_other() {
     let Some(servers) = Servers::from_env() else {
         return;
     };
     let stack = Stack::start(&servers, "delete").await;
-    let ingester = IngesterProcess::start(&servers, &stack, &[]);
+    let ingester = stack.start_ingester(&servers, &[]);
     let [deleted_path, kept_path] = series_dumps();
     let now = unix_now();
     let deleted = stack.upload(&deleted_path, "web-1", now - 60).await;
     let kept = stack.upload(&kept_path, "web-1", now).await;
-    stack.wait_ready(&[&deleted, &kept], &ingester).await;
+    stack
+        .wait_ready(&[deleted.clone(), kept.clone()], &ingester)
+        .await;
 
     let deleted_record = stack.row(&deleted).await.unwrap();
     let deleted_key = deleted_record.object_key.clone().unwrap();
@@ -355,7 +178,7 @@ async fn test_delete_dump_removes_one_dump_everywhere_and_keeps_the_other() {
     assert!(stack.object_exists(&deleted_key).await);
     assert!(stack.stored(&deleted).await);
 
-    let mut ingest = client::connect(&stack.gateway_url).await.unwrap();
+    let mut ingest = client::connect(&stack.gateway.url).await.unwrap();
     let response = ingest
         .delete_dump(pb::DeleteDumpRequest {
             dump_id: deleted.to_string(),
@@ -378,7 +201,7 @@ async fn test_delete_dump_removes_one_dump_everywhere_and_keeps_the_other() {
     assert_stored_equals_local_parse(&stack.store, &kept, &kept_path).await;
     let queries = StoreQueries::new(
         stack.tenant.clone(),
-        stack.catalog.clone(),
+        stack.gateway.catalog.clone(),
         stack.store.clone(),
     );
     let listed = queries
@@ -416,7 +239,7 @@ async fn test_delete_dump_removes_one_dump_everywhere_and_keeps_the_other() {
         "{malformed:?}"
     );
     let other = Stack::start(&servers, "delete-other").await;
-    let mut other_ingest = client::connect(&other.gateway_url).await.unwrap();
+    let mut other_ingest = client::connect(&other.gateway.url).await.unwrap();
     let foreign = other_ingest
         .delete_dump(pb::DeleteDumpRequest {
             dump_id: kept.to_string(),
@@ -445,9 +268,8 @@ async fn test_ingester_retention_deletes_only_dumps_older_than_max_age() {
         return;
     };
     let stack = Stack::start(&servers, "retention").await;
-    let ingester = IngesterProcess::start(
+    let ingester = stack.start_ingester(
         &servers,
-        &stack,
         &[
             ("HEAPFLEET_RETENTION_MAX_AGE", "30d"),
             ("HEAPFLEET_RETENTION_INTERVAL", "1s"),
@@ -456,7 +278,9 @@ async fn test_ingester_retention_deletes_only_dumps_older_than_max_age() {
     let [old_path, young_path] = series_dumps();
     let now = unix_now();
     let young = stack.upload(&young_path, "web-1", now - 29 * 86_400).await;
-    stack.wait_ready(&[&young], &ingester).await;
+    stack
+        .wait_ready(std::slice::from_ref(&young), &ingester)
+        .await;
     let young_record = stack.row(&young).await.unwrap();
     let young_key = young_record.object_key.clone().unwrap();
     let old = stack.upload(&old_path, "web-1", now - 31 * 86_400).await;
@@ -495,7 +319,7 @@ async fn test_ingester_retention_deletes_only_dumps_older_than_max_age() {
     assert!(!log_deleted(&ingester.log(), &young));
 
     // Clean up the shared servers.
-    let mut ingest = client::connect(&stack.gateway_url).await.unwrap();
+    let mut ingest = client::connect(&stack.gateway.url).await.unwrap();
     ingest
         .delete_dump(pb::DeleteDumpRequest {
             dump_id: young.to_string(),

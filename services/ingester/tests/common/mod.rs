@@ -1,6 +1,8 @@
-//! What the pipeline tests share: the real servers from the environment, a gateway served in
-//! the test process, ingester processes (this package's binary), uploads sent by hand and the
-//! waits on a dump's state. Each test binary uses part of it.
+//! What the tests on real servers share (`pipeline.rs`, `bad_input.rs`, `faults.rs`,
+//! `retention.rs`): the real servers from the environment, a gateway served in the test
+//! process, ingester processes (this package's binary), uploads sent by hand, the waits on a
+//! dump's state and on a server's health, and the check of a stored result against a local
+//! parse. Each test binary uses part of it.
 
 // Each test binary that includes this module uses only some of it.
 #![allow(dead_code)]
@@ -15,6 +17,7 @@ use heapfleet_gateway::{Gateway, Limits, client};
 use heapfleet_objects::S3Options;
 use heapfleet_proto::ingest::v1 as pb;
 use heapfleet_service::backends::Objects;
+use heapfleet_storage::AggregateStore;
 use heapfleet_tests::{fixture, service_url};
 use tokio::sync::oneshot;
 
@@ -44,6 +47,11 @@ impl Servers {
 
     pub(crate) fn store_url(&self) -> String {
         format!("scylla://{}/heapfleet_pipeline", self.scylla)
+    }
+
+    /// The dump files' place in the shared bucket: under `prefix`, one per test file.
+    pub(crate) fn objects_url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.s3_bucket)
     }
 
     pub(crate) fn s3_options(&self) -> S3Options {
@@ -108,32 +116,13 @@ impl Drop for RunningGateway {
     }
 }
 
+/// A gateway serving `tenant` on a loopback port, its dump files under the prefix `pipeline`.
 pub(crate) async fn start_gateway(
     servers: &Servers,
     tenant: &str,
     limits: Limits,
 ) -> RunningGateway {
-    let catalog: Arc<dyn Catalog> = Arc::new(
-        PostgresCatalog::connect(&servers.postgres)
-            .await
-            .expect("connect to PostgreSQL"),
-    );
-    let objects_url = format!("s3://{}/pipeline", servers.s3_bucket);
-    let objects = Objects::open(&objects_url, &servers.s3_options()).expect("open S3");
-    let gateway = Gateway::new(tenant, catalog.clone(), objects.clone(), limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(heapfleet_gateway::serve(gateway, listener, async {
-        let _ = stopped.await;
-    }));
-    RunningGateway {
-        url,
-        catalog,
-        objects,
-        objects_url,
-        stop: Some(stop),
-    }
+    start_gateway_with_s3(servers, tenant, limits, &servers.s3_options()).await
 }
 
 /// An ingester process, killed on drop; its log is kept for failure messages.
@@ -391,14 +380,31 @@ pub(crate) async fn start_gateway_with_s3(
     limits: Limits,
     s3: &S3Options,
 ) -> RunningGateway {
+    start_gateway_on(servers, tenant, limits, "pipeline", s3, None).await
+}
+
+/// A gateway serving `tenant` on a loopback port, with its dump files under `prefix` in the
+/// shared bucket, the S3 options `s3`, and with `store` (the aggregate store the ingesters
+/// write) it serves `DeleteDump` too. [`start_gateway`] is this on the prefix `pipeline`.
+pub(crate) async fn start_gateway_on(
+    servers: &Servers,
+    tenant: &str,
+    limits: Limits,
+    prefix: &str,
+    s3: &S3Options,
+    store: Option<Arc<dyn AggregateStore>>,
+) -> RunningGateway {
     let catalog: Arc<dyn Catalog> = Arc::new(
         PostgresCatalog::connect(&servers.postgres)
             .await
             .expect("connect to PostgreSQL"),
     );
-    let objects_url = format!("s3://{}/pipeline", servers.s3_bucket);
+    let objects_url = servers.objects_url(prefix);
     let objects = Objects::open(&objects_url, s3).expect("open S3");
-    let gateway = Gateway::new(tenant, catalog.clone(), objects.clone(), limits);
+    let mut gateway = Gateway::new(tenant, catalog.clone(), objects.clone(), limits);
+    if let Some(store) = store {
+        gateway = gateway.with_store(store);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -417,13 +423,13 @@ pub(crate) async fn start_gateway_with_s3(
 /// Checks the stored result of `id` equals a local parse of `path`: same aggregates, same
 /// object index.
 pub(crate) async fn assert_stored_equals_local_parse(
-    store: &Arc<dyn heapfleet_storage::AggregateStore>,
+    store: &Arc<dyn AggregateStore>,
     id: &DumpId,
     path: &Path,
 ) {
-    let local: Arc<dyn heapfleet_storage::AggregateStore> =
-        Arc::new(heapfleet_storage::MemoryStore::new());
+    let local: Arc<dyn AggregateStore> = Arc::new(heapfleet_storage::MemoryStore::new());
     let file = std::fs::File::open(path).unwrap();
+    // The parser reads gzip by its magic bytes, so a `.dump.gz` passes through as it is.
     heapfleet_ingest::parse_into_store(
         file,
         id,
@@ -445,6 +451,25 @@ pub(crate) async fn assert_stored_equals_local_parse(
         local_index.entries,
         "index of {}",
         path.display()
+    );
+}
+
+/// Checks the object count the catalog row of `id` holds (`catalog_objects`) is the one its
+/// stored aggregates hold.
+pub(crate) async fn assert_catalog_counts_stored_objects(
+    store: &Arc<dyn AggregateStore>,
+    id: &DumpId,
+    catalog_objects: u64,
+) {
+    assert_eq!(
+        store
+            .get_dump_aggregates(id.as_str())
+            .await
+            .unwrap()
+            .parse
+            .objects,
+        catalog_objects,
+        "the catalog counts the stored objects of {id}"
     );
 }
 
