@@ -9,7 +9,6 @@ use tokio::net::TcpListener;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::server::HealthReporter;
 
-use crate::grpc_telemetry::GrpcTelemetryLayer;
 use crate::health;
 use crate::tls::TlsFile;
 
@@ -77,9 +76,6 @@ pub async fn serve(
         // what a loopback or LAN link carries; larger windows let a dump stream at disk speed.
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-        // The middleware, outermost first. OpenTelemetry: continue the caller's trace, one
-        // span and one duration per call (health checks and reflection excepted).
-        .layer(GrpcTelemetryLayer::new())
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -2,8 +2,7 @@
 //! it, so every server applies the same limits and checks in the same order.
 //!
 //! Health checks and reflection are added to a server bare, outside this stack: a probe must
-//! answer while the server is at its limits, and it carries no token. (Trace context and
-//! per-call metrics wrap the whole server, in `server::serve`.)
+//! answer while the server is at its limits, carries no token, and is not worth a span.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -17,6 +16,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::auth::{AuthFile, AuthLayer, Authenticator};
+use crate::grpc_telemetry::GrpcTelemetryLayer;
 use crate::tls::{TlsArgs, TlsFile};
 
 /// The limits and checks of a service's stack.
@@ -147,6 +147,9 @@ where
     S::Future: Send + 'static,
 {
     let inner = ServiceBuilder::new()
+        // Trace context and metrics: continue the caller's trace, one span and one duration
+        // per call, refusals by the layers below included.
+        .layer(GrpcTelemetryLayer::new())
         // Timeout: a call that runs longer fails with DEADLINE_EXCEEDED and its work is dropped.
         .option_layer(options.timeout.map(tower::timeout::TimeoutLayer::new))
         // Load shedding: when the limit below has no room, refuse at once instead of queueing

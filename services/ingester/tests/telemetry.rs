@@ -149,11 +149,21 @@ async fn test_upload_ingest_and_query_are_traced_and_measured() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mut parts = heapfleet_service::server::server_parts(&[]).await.unwrap();
     let gateway = Gateway::new(TENANT, catalog.clone(), objects.clone(), Limits::default());
-    parts.routes.add_service(gateway.into_server());
+    // The middleware the servers run, with its trace and metrics layer.
+    let serving = heapfleet_service::stack::ServingConfig::open(TENANT, 16, None);
+    parts
+        .routes
+        .add_service(heapfleet_service::stack::service_stack(
+            gateway.into_server(),
+            &serving.stack,
+        ));
     let queries = StoreQueries::new(TENANT, catalog.clone(), store.clone());
     parts
         .routes
-        .add_service(QueryServer::new(queries).into_server());
+        .add_service(heapfleet_service::stack::service_stack(
+            QueryServer::new(queries).into_server(),
+            &serving.stack,
+        ));
     let server_stop = CancellationToken::new();
     let stopped = server_stop.clone();
     let routes = parts.routes.routes();
