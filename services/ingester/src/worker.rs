@@ -216,7 +216,6 @@ impl Ingester {
             Ok(stored) => {
                 let parse = &stored.aggregates.parse;
                 match self
-                    .catalog
                     .complete_job(id, worker, parse.objects, parse.bad_lines)
                     .await
                 {
@@ -263,6 +262,38 @@ impl Ingester {
                         tracing::warn!(dump = %id, reason = %error.reason, error = %error_chain(&catalog_error), "ingest failed and the failure could not be recorded; the lease will expire")
                     }
                 }
+            }
+        }
+    }
+
+    /// Marks the job complete, retrying while the catalog is unavailable: the dump is already
+    /// stored, and a completion lost to a short outage would cost a whole second ingest. Gives
+    /// up once the job is no longer this worker's (another took it after the lease expired),
+    /// or after twice the lease (at least 30 s), leaving the job to expire and run again.
+    async fn complete_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        objects: u64,
+        bad_lines: u64,
+    ) -> Result<(), CatalogError> {
+        let patience = (self.settings.lease * 2).max(Duration::from_secs(30));
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self
+                .catalog
+                .complete_job(id, worker, objects, bad_lines)
+                .await
+            {
+                Err(error @ CatalogError::Unavailable { .. })
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::warn!(dump = %id, error = %error_chain(&error), "ingest finished; cannot complete the job yet, retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
             }
         }
     }
