@@ -5,11 +5,15 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use common::{Server, free_address};
 
 const HEAPFLEET: &str = env!("CARGO_BIN_EXE_heapfleet");
 
@@ -47,85 +51,19 @@ fn synthetic_dump(seed: u32, lines: u32) -> String {
         .collect()
 }
 
-fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
-/// A `heapfleet serve` child process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        Server::start_at(data_dir, &free_address())
-    }
-
-    /// Starts `heapfleet --data-dir DATA serve` on `address` and waits until it accepts
-    /// connections.
-    fn start_at(data_dir: &Path, address: &str) -> Server {
-        let stderr = data_dir.with_extension("serve-stderr.log");
-        let child = Command::new(HEAPFLEET)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["serve", "--listen", address])
-            .env_remove("HEAPFLEET_SERVER")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut server = Server {
-            child,
-            url: format!("http://{address}"),
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if std::net::TcpStream::connect(address).is_ok() {
-                return server;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "heapfleet serve exited with {status}: {}",
-                    std::fs::read_to_string(&server.stderr).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "heapfleet serve does not accept connections on {address} after 30 s"
-            );
-            std::thread::park_timeout(Duration::from_millis(50));
-        }
-    }
-
-    /// The server's dumps, as `heapfleet --server URL --format json dumps` lists them.
-    fn dumps(&self) -> Vec<Value> {
-        let output = Command::new(HEAPFLEET)
-            .args(["--server", &self.url, "--format", "json", "dumps"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "dumps failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
-        listed["dumps"].as_array().unwrap().clone()
-    }
+/// The server's dumps, as `heapfleet --server URL --format json dumps` lists them.
+fn served_dumps(server: &Server) -> Vec<Value> {
+    let output = Command::new(HEAPFLEET)
+        .args(["--server", &server.url, "--format", "json", "dumps"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "dumps failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    listed["dumps"].as_array().unwrap().clone()
 }
 
 /// `heapfleet --server URL --format json agent ARGS...` as a command, with a clean environment.
@@ -217,7 +155,7 @@ fn path_str(path: &Path) -> &str {
 #[test]
 fn test_agent_uploads_complete_files_once_and_waits_for_the_rest() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(&root.path().join("served"));
+    let server = Server::start(&root.path().join("served"), &[]);
     let watch = root.path().join("dumps");
     std::fs::create_dir_all(&watch).unwrap();
     let complete = watch.join("heap-7001-1795773583-20.dump");
@@ -273,7 +211,7 @@ fn test_agent_uploads_complete_files_once_and_waits_for_the_rest() {
     assert!(temporary.exists(), "a temporary file was touched");
     assert!(growing.exists(), "a dump still growing was uploaded");
     assert_eq!(
-        file_names(&server.dumps()),
+        file_names(&served_dumps(&server)),
         vec!["heap-7001-1795773583-20.dump"]
     );
     let final_size = std::fs::metadata(&growing).unwrap().len();
@@ -284,7 +222,7 @@ fn test_agent_uploads_complete_files_once_and_waits_for_the_rest() {
     wait_until(20, "the renamed and the settled dumps are uploaded", || {
         !renamed.exists() && !growing.exists()
     });
-    let dumps = server.dumps();
+    let dumps = served_dumps(&server);
     assert_eq!(
         file_names(&dumps),
         vec![
@@ -332,7 +270,7 @@ fn test_agent_uploads_complete_files_once_and_waits_for_the_rest() {
 #[test]
 fn test_agent_restart_with_its_state_file_uploads_nothing_twice() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(&root.path().join("served"));
+    let server = Server::start(&root.path().join("served"), &[]);
     let watch = root.path().join("dumps");
     std::fs::create_dir_all(&watch).unwrap();
     let files = copy_series(&watch);
@@ -356,7 +294,7 @@ fn test_agent_restart_with_its_state_file_uploads_nothing_twice() {
     assert_eq!(second["summary"]["uploaded"], 0, "{second}");
     assert_eq!(second["summary"]["already_uploaded"], 0, "{second}");
     assert!(files.iter().all(|file| file.exists()), "--keep keeps files");
-    assert_eq!(server.dumps().len(), 3);
+    assert_eq!(served_dumps(&server).len(), 3);
 
     // Without the state file, the server's de-duplication still stores each dump once.
     let lost_state = root.path().join("lost-state.json");
@@ -372,7 +310,7 @@ fn test_agent_restart_with_its_state_file_uploads_nothing_twice() {
     );
     assert_eq!(third["summary"]["uploaded"], 0, "{third}");
     assert_eq!(third["summary"]["already_uploaded"], 3, "{third}");
-    assert_eq!(server.dumps().len(), 3);
+    assert_eq!(served_dumps(&server).len(), 3);
 }
 
 #[test]
@@ -414,20 +352,20 @@ fn test_agent_retries_until_the_server_is_up() {
             .count(),
         3
     );
-    let server = Server::start_at(&root.path().join("served"), &address);
+    let server = Server::start_at(&root.path().join("served"), &address, &[]);
     let output = wait_output(agent, 30);
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{logs}");
     assert!(logs.contains("server unavailable; will retry"), "{logs}");
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["summary"]["uploaded"], 3, "{report}");
-    assert_eq!(server.dumps().len(), 3);
+    assert_eq!(served_dumps(&server).len(), 3);
 }
 
 #[test]
 fn test_agent_moves_refused_files_aside_and_uploads_the_rest() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(&root.path().join("served"));
+    let server = Server::start(&root.path().join("served"), &[]);
     let watch = root.path().join("dumps");
     std::fs::create_dir_all(&watch).unwrap();
     copy_series(&watch);
@@ -448,7 +386,7 @@ fn test_agent_moves_refused_files_aside_and_uploads_the_rest() {
     assert!(empty_reason.contains("InvalidArgument"), "{empty_reason}");
     let garbage_reason = std::fs::read_to_string(rejected.join("garbage.dump.reason")).unwrap();
     assert!(!garbage_reason.trim().is_empty());
-    assert_eq!(server.dumps().len(), 3);
+    assert_eq!(served_dumps(&server).len(), 3);
 
     // Refused files are not tried again.
     let again = agent_once(&server.url, &["--watch", path_str(&watch)]);
@@ -459,7 +397,7 @@ fn test_agent_moves_refused_files_aside_and_uploads_the_rest() {
 #[test]
 fn test_agent_deletes_or_moves_acknowledged_files() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(&root.path().join("served"));
+    let server = Server::start(&root.path().join("served"), &[]);
     let watch = root.path().join("dumps");
     std::fs::create_dir_all(&watch).unwrap();
     let files = copy_series(&watch);
@@ -504,13 +442,13 @@ fn test_agent_deletes_or_moves_acknowledged_files() {
     assert!(!other_watch.join(name).exists());
     assert!(done.join(name).exists());
     assert!(done.join(format!("{name}.json")).exists());
-    assert_eq!(server.dumps().len(), 4);
+    assert_eq!(served_dumps(&server).len(), 4);
 }
 
 #[test]
 fn test_agent_drops_the_oldest_pending_dumps_beyond_the_disk_bound() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(&root.path().join("served"));
+    let server = Server::start(&root.path().join("served"), &[]);
     let watch = root.path().join("dumps");
     std::fs::create_dir_all(&watch).unwrap();
     let files = copy_series(&watch);
@@ -551,7 +489,7 @@ fn test_agent_drops_the_oldest_pending_dumps_beyond_the_disk_bound() {
             .ends_with("heap-10536-1795773583-100.dump.gz")
     );
     assert_eq!(
-        file_names(&server.dumps()),
+        file_names(&served_dumps(&server)),
         vec![
             "heap-10536-1795773643-200.dump.gz",
             "heap-10536-1795773703-300.dump.gz"
@@ -562,7 +500,7 @@ fn test_agent_drops_the_oldest_pending_dumps_beyond_the_disk_bound() {
 #[test]
 fn test_agent_sends_the_sidecar_and_labels() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(&root.path().join("served"));
+    let server = Server::start(&root.path().join("served"), &[]);
     let watch = root.path().join("dumps");
     std::fs::create_dir_all(&watch).unwrap();
     let name = "heap-4242-1795773583-20.dump";
@@ -597,7 +535,7 @@ fn test_agent_sends_the_sidecar_and_labels() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let dumps = server.dumps();
+    let dumps = served_dumps(&server);
     assert_eq!(dumps.len(), 1);
     let dump = &dumps[0];
     assert_eq!(dump["gc_count"], 17, "{dump}");

@@ -5,10 +5,14 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+
+use common::Server;
 
 fn fixtures(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -300,70 +304,6 @@ fn server_json(url: &str, args: &[&str]) -> Value {
         .unwrap_or_else(|error| panic!("{all:?} printed no JSON ({error})"))
 }
 
-/// A `heapfleet serve` child process, killed when dropped.
-struct Server {
-    child: std::process::Child,
-    url: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts `heapfleet --data-dir DATA serve` on a free loopback port and waits until it
-    /// accepts connections.
-    fn start(data_dir: &Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let stderr = data_dir.with_extension("serve-stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_heapfleet"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["serve", "--listen", &address])
-            .env_remove("HEAPFLEET_SERVER")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut server = Server {
-            child,
-            url: format!("http://{address}"),
-            stderr,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if std::net::TcpStream::connect(&address).is_ok() {
-                return server;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "heapfleet serve exited with {status}: {}",
-                    server.stderr_text()
-                );
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "heapfleet serve does not accept connections on {address} after 30 s: {}",
-                server.stderr_text()
-            );
-            std::thread::park_timeout(std::time::Duration::from_millis(50));
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
 /// The dump ids of an upload's or an import's `files`, in their order.
 fn dump_ids(result: &Value) -> Vec<String> {
     result["files"]
@@ -378,7 +318,7 @@ fn dump_ids(result: &Value) -> Vec<String> {
 fn test_serve_upload_and_remote_reads_match_local_import() {
     let root = tempfile::tempdir().unwrap();
     let served_dir = root.path().join("served");
-    let server = Server::start(&served_dir);
+    let server = Server::start(&served_dir, &[]);
     let url = server.url.clone();
 
     let uploaded = server_json(&url, &["upload", "--host", "web-1", "--wait", &series()]);

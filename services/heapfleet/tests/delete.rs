@@ -4,11 +4,15 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+use common::Server;
 
 /// How long a test waits for the server before it fails.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -139,71 +143,6 @@ fn test_delete_removes_imported_dumps_from_the_data_directory() {
         help.contains("Delete dumps everywhere") && help.contains("being_ingested"),
         "{help}"
     );
-}
-
-/// A `heapfleet serve` child process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts `heapfleet --data-dir DATA serve EXTRA...` on a free loopback port and waits
-    /// until it accepts connections.
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let stderr = data_dir.with_extension("serve-stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_heapfleet"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("-v")
-            .args(["serve", "--listen", &address])
-            .args(extra)
-            .env_remove("HEAPFLEET_SERVER")
-            // -v logs the sweeps at info; RUST_LOG would override it.
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut server = Server {
-            child,
-            url: format!("http://{address}"),
-            stderr,
-        };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if std::net::TcpStream::connect(&address).is_ok() {
-                return server;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("heapfleet serve exited with {status}: {}", server.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "heapfleet serve does not accept connections on {address}: {}",
-                server.log()
-            );
-            std::thread::park_timeout(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
 }
 
 /// Copies the series' dump `index` into `directory`, named as taken at `taken_at_unix`.
