@@ -9,8 +9,11 @@
 
 mod aggregate;
 mod diff;
+pub mod dominators;
+mod heap_graph;
 mod index;
 mod leaks;
+mod ownership;
 mod paths;
 mod site;
 pub mod varint;
@@ -21,11 +24,16 @@ pub use aggregate::{
     Totals,
 };
 pub use diff::{DiffError, DiffResult, DiffRow, IndexedDump, diff};
+pub use heap_graph::{HeapGraph, HeapGraphBuilder, HeapGraphError};
 pub use index::{CHUNK_TARGET_BYTES, IndexEncoder, IndexEntry, IndexError, decode_chunk};
 pub use leaks::{
     DumpSites, EvidencePoint, GroupDifference, GroupSummary, LeakAccumulator, LeakOptions,
     LeakReport, LeakSuspect, ProcessDumps, ProcessEvidence, SinceDump, SiteTrend, analyse_process,
     compare, compare_groups, leak_report,
+};
+pub use ownership::{
+    DominatorNode, DumpOwnership, OwnerSite, OwnershipAnalysis, OwnershipOptions, Retained,
+    RetainedGroup, RetainedSite, SiteOwner, owner_threshold,
 };
 pub use paths::{
     GraphBuilder, ObjectGraph, PathStep, PathTarget, RetainerPath, RetainerPaths, retainer_paths,
