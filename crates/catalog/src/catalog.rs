@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    DumpFilter, DumpId, DumpRecord, DumpStatus, Job, NewDump, ProcessSummary, QueueStats,
+    DumpFilter, DumpId, DumpRecord, DumpStatus, Job, NewDump, OwnershipOutcome, OwnershipState,
+    ProcessSummary, QueueStats,
 };
 
 /// The catalog of dumps: which dumps exist, whose they are and where each is in its life.
@@ -26,6 +27,16 @@ use crate::model::{
 /// a random suffix, say): two workers with one name would be taken for each other. Lease
 /// expiry reads the database's clock where the backend has one (PostgreSQL), else the system
 /// clock.
+///
+/// A second job kind, the ownership pass, runs on the same rows once a dump is ready: a
+/// successful ingest ([`Catalog::complete_job`], [`Catalog::mark_ready`]) of a dump with a
+/// file in object storage queues it ([`OwnershipState::Queued`], [`DumpRecord::ownership`]),
+/// and a worker claims ([`Catalog::claim_ownership_job`]), renews
+/// ([`Catalog::renew_ownership_lease`]) and ends it ([`Catalog::complete_ownership_job`],
+/// [`Catalog::fail_ownership_job`], [`Catalog::release_ownership_job`]) exactly as it does an
+/// ingest job, under a lease and attempt count of its own. The pass belongs to one ingest: a
+/// dump that leaves [`DumpStatus::Ready`] (a re-ingest, a failure, a delete) drops its pass
+/// and any lease on it, and the next successful ingest queues a new one.
 #[async_trait]
 pub trait Catalog: Debug + Send + Sync + 'static {
     /// Registers a dump, or finds it if it is already registered.
@@ -64,13 +75,17 @@ pub trait Catalog: Debug + Send + Sync + 'static {
 
     /// Sets a dump's status. Moving to [`DumpStatus::Ingesting`] counts an attempt; moving to
     /// any state but [`DumpStatus::Failed`] clears the failure reason. This is the queue's
-    /// override, not part of it: it clears any lease, so a dump set to ingesting here is never
-    /// re-claimed by lease expiry.
+    /// override, not part of it: it clears any ingest lease, so a dump set to ingesting here is
+    /// never re-claimed by lease expiry. Moving to any state but [`DumpStatus::Ready`] drops
+    /// the dump's ownership pass and any lease on it; moving to ready leaves the pass as it is
+    /// (none, unless the dump was ready already).
     async fn set_status(&self, id: &DumpId, status: DumpStatus) -> Result<()>;
 
     /// Records a successful ingest: the heap objects and malformed lines it found, and status
     /// [`DumpStatus::Ready`], in one atomic update. Clears any lease (see
-    /// [`Catalog::complete_job`] for the lease holder's way).
+    /// [`Catalog::complete_job`] for the lease holder's way). Queues the dump's ownership pass
+    /// afresh ([`OwnershipState::Queued`], no attempts, any earlier pass's state, reason and
+    /// lease dropped) when the dump has an object key; without one it has no pass.
     async fn mark_ready(&self, id: &DumpId, objects: u64, bad_lines: u64) -> Result<()>;
 
     /// Records a failed ingest with the reason people will read.
@@ -88,7 +103,8 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// becomes [`DumpStatus::Queued`] and `true` comes back. A failed dump's reason is cleared
     /// and its attempt count starts again from 0, so a retry asked for by a person gets the
     /// full attempt budget. A dump already queued, ingesting or ready is left unchanged and
-    /// `false` comes back, so enqueueing twice is harmless. `NotFound` for an unknown dump.
+    /// `false` comes back, so enqueueing twice is harmless. A queued dump has no ownership
+    /// pass. `NotFound` for an unknown dump.
     async fn enqueue(&self, id: &DumpId) -> Result<bool>;
 
     /// Claims one job for `worker` with a lease of `lease`, or returns `None` when there is
@@ -97,8 +113,9 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// The job is the oldest registered dump that is queued or whose worker's lease expired
     /// (a crashed worker). The claim sets it [`DumpStatus::Ingesting`], counts an attempt and
     /// records the worker and the lease's expiry, atomically: two workers never claim the same
-    /// job at once. `tenant_opt` limits the claim to one tenant's dumps (`None`: any tenant).
-    /// `Invalid` for an empty worker name or a lease under a millisecond.
+    /// job at once. An ingesting dump has no ownership pass. `tenant_opt` limits the claim to
+    /// one tenant's dumps (`None`: any tenant). `Invalid` for an empty worker name or a lease
+    /// under a millisecond.
     async fn claim_job(
         &self,
         worker: &str,
@@ -106,9 +123,10 @@ pub trait Catalog: Debug + Send + Sync + 'static {
         tenant_opt: Option<&str>,
     ) -> Result<Option<Job>>;
 
-    /// Returns the job queue's backlog: how many dumps are queued and ingesting, and when the
-    /// oldest queued one was registered, for `tenant_opt`'s dumps (`None`: every tenant). A
-    /// cheap read of the backlog alone, for gauges polled every few seconds.
+    /// Returns the job queue's backlog: how many dumps are queued and ingesting, when the
+    /// oldest queued one was registered, and how many ownership passes are queued and running,
+    /// for `tenant_opt`'s dumps (`None`: every tenant). A cheap read of the backlog alone, for
+    /// gauges polled every few seconds.
     async fn queue_stats(&self, tenant_opt: Option<&str>) -> Result<QueueStats>;
 
     /// Extends `worker`'s lease on a job to `lease` from now and returns the new expiry (Unix
@@ -118,8 +136,9 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     async fn renew_lease(&self, id: &DumpId, worker: &str, lease: Duration) -> Result<i64>;
 
     /// Completes `worker`'s job: records the ingest's counts and [`DumpStatus::Ready`] as
-    /// [`Catalog::mark_ready`] does and ends the lease, atomically. `Conflict` when `worker` no
-    /// longer holds the job, `NotFound` for an unknown dump.
+    /// [`Catalog::mark_ready`] does (queueing the ownership pass of a dump with an object key)
+    /// and ends the lease, atomically. `Conflict` when `worker` no longer holds the job,
+    /// `NotFound` for an unknown dump.
     async fn complete_job(
         &self,
         id: &DumpId,
@@ -147,14 +166,73 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// fail. `Conflict` when `worker` no longer holds the job, `NotFound` for an unknown dump.
     async fn release_job(&self, id: &DumpId, worker: &str) -> Result<()>;
 
+    /// Claims one ownership pass for `worker` with a lease of `lease`, or returns `None` when
+    /// there is nothing to do.
+    ///
+    /// The pass is that of the oldest registered [`DumpStatus::Ready`] dump whose pass is
+    /// [`OwnershipState::Queued`], or [`OwnershipState::Running`] under an expired lease (a
+    /// crashed worker). The claim sets it running, counts an ownership attempt and records the
+    /// worker and the lease's expiry, atomically: two workers never claim the same pass at
+    /// once. The [`Job`]'s `dump` is the record after the claim, its `attempt` the ownership
+    /// attempt count and its `trace_context` the one the dump's upload left, if any.
+    /// `tenant_opt` limits the claim to one tenant's dumps (`None`: any tenant). `Invalid` for
+    /// an empty worker name or a lease under a millisecond.
+    async fn claim_ownership_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        tenant_opt: Option<&str>,
+    ) -> Result<Option<Job>>;
+
+    /// Extends `worker`'s lease on an ownership pass to `lease` from now and returns the new
+    /// expiry (Unix milliseconds), as [`Catalog::renew_lease`] does for an ingest job.
+    /// `Conflict` when `worker` no longer holds the pass (another worker claimed it, it is no
+    /// longer running, or the dump is no longer ready), `NotFound` for an unknown dump.
+    async fn renew_ownership_lease(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<i64>;
+
+    /// Completes `worker`'s ownership pass with `outcome`: [`OwnershipState::Ready`], or
+    /// [`OwnershipState::Skipped`] with the reason, and ends the lease, atomically. `Conflict`
+    /// when `worker` no longer holds the pass, `NotFound` for an unknown dump, `Invalid` for a
+    /// reason with a NUL character.
+    async fn complete_ownership_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        outcome: OwnershipOutcome,
+    ) -> Result<()>;
+
+    /// Fails `worker`'s ownership pass with `reason` and ends the lease. While the pass has had
+    /// fewer than `max_attempts` attempts it goes back to [`OwnershipState::Queued`] (keeping
+    /// no reason), after that it becomes [`OwnershipState::Failed`] with `reason`, for good;
+    /// the dump stays ready either way. Returns the pass's new state. `Conflict` when `worker`
+    /// no longer holds the pass, `NotFound` for an unknown dump, `Invalid` for `max_attempts`
+    /// 0.
+    async fn fail_ownership_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<OwnershipState>;
+
+    /// Gives `worker`'s ownership pass back, for a graceful shutdown: it returns to
+    /// [`OwnershipState::Queued`] and the claim's attempt is taken back. `Conflict` when
+    /// `worker` no longer holds the pass, `NotFound` for an unknown dump.
+    async fn release_ownership_job(&self, id: &DumpId, worker: &str) -> Result<()>;
+
     /// Returns every process of `tenant` that has dumps, with counts, ordered by host, pid and
     /// instance. `Invalid` for an empty tenant.
     async fn list_processes(&self, tenant: &str) -> Result<Vec<ProcessSummary>>;
 
-    /// Removes a dump from the catalog, and with it its ingest job (the job is the dump's row).
+    /// Removes a dump from the catalog, and with it its jobs (they are the dump's row).
     /// `NotFound` if it is not registered; `Conflict` while a worker holds a live lease on it
-    /// (ingesting, lease not yet expired), so a running ingest is never deleted under its
-    /// worker. A dump ingesting under an expired lease is removed: its worker is presumed dead,
+    /// (ingesting, or its ownership pass running, lease not yet expired), so a running ingest
+    /// or pass is never deleted under its worker. A dump ingesting under an expired lease is removed: its worker is presumed dead,
     /// as the queue presumes when it hands such a job to another worker, and that worker's
     /// renewal or completion then finds the dump gone. Its object-storage file and stored
     /// aggregates are the caller's to remove, before this call (see [`Catalog::begin_delete`]).
@@ -162,8 +240,8 @@ pub trait Catalog: Debug + Send + Sync + 'static {
 
     /// Starts deleting a dump, the first step of a delete that removes its aggregates and file
     /// next and its row last ([`Catalog::delete_dump`]). The dump becomes
-    /// [`DumpStatus::Failed`] with the reason [`DELETION_REASON`] and loses any lease,
-    /// atomically: no worker claims it from now on, readers that trust only `ready` dumps stop
+    /// [`DumpStatus::Failed`] with the reason [`DELETION_REASON`] and loses any lease and its
+    /// ownership pass, atomically: no worker claims it from now on, readers that trust only `ready` dumps stop
     /// reading it, and a worker whose lease had expired can neither renew nor complete it. A
     /// delete cut short therefore leaves a row that says so, which a second delete finishes.
     /// Returns the record after the change. Calling it again is harmless.

@@ -1,6 +1,7 @@
 //! Checks and conversions every catalog backend shares, so that they agree on what is invalid
 //! and what is corrupt: unsigned fields to and from signed 64-bit columns, a stored `dumps` row
-//! checked into a [`DumpRecord`], the tenant check of reads, and the not-found error.
+//! checked into a [`DumpRecord`], the tenant check of reads, and the not-found, lost-lease and
+//! refused-delete errors.
 //!
 //! Knows no backend: no driver types appear here; each backend fills a [`StoredDump`] from its
 //! own row type.
@@ -8,7 +9,9 @@
 use std::time::Duration;
 
 use crate::error::{CatalogError, Result};
-use crate::model::{DumpId, DumpRecord, DumpStatus, DumpStatusKind, ProcessKey};
+use crate::model::{
+    DumpId, DumpRecord, DumpStatus, DumpStatusKind, OwnershipOutcome, OwnershipState, ProcessKey,
+};
 
 /// Converts an unsigned field for a signed 64-bit column; a value above `i64::MAX` is the
 /// caller's mistake (`Invalid`).
@@ -52,6 +55,9 @@ pub(crate) struct StoredDump {
     pub(crate) bad_lines: i64,
     pub(crate) registered_at_unix: i64,
     pub(crate) object_key: Option<String>,
+    pub(crate) ownership_state: Option<String>,
+    pub(crate) ownership_reason: Option<String>,
+    pub(crate) ownership_attempts: i64,
 }
 
 impl StoredDump {
@@ -69,6 +75,16 @@ impl StoredDump {
                 self.status
             ))
         })?;
+        let ownership = self
+            .ownership_state
+            .map(|name| {
+                OwnershipState::from_parts(&name, self.ownership_reason).map_err(|_| {
+                    CatalogError::internal_message(format!(
+                        "dump {id} has unknown stored ownership state {name:?}"
+                    ))
+                })
+            })
+            .transpose()?;
         let labels =
             serde_json::from_str(&self.labels).map_err(|json_error| CatalogError::Internal {
                 message: format!("dump {id} has malformed stored labels"),
@@ -101,6 +117,8 @@ impl StoredDump {
             bad_lines: from_sql_integer(self.bad_lines, "bad lines")?,
             registered_at_unix: self.registered_at_unix,
             object_key: self.object_key,
+            ownership,
+            ownership_attempts: from_sql_integer(self.ownership_attempts, "ownership attempts")?,
             id,
         })
     }
@@ -160,6 +178,28 @@ pub(crate) fn lease_lost(id: &DumpId, worker: &str) -> CatalogError {
     ))
 }
 
+/// Returns the error for an ownership pass `worker` no longer holds (or that no worker holds:
+/// the pass is not running or the dump is not ready).
+pub(crate) fn ownership_lease_lost(id: &DumpId, worker: &str) -> CatalogError {
+    CatalogError::Conflict(format!(
+        "worker {worker:?} does not hold the lease on the ownership pass of dump {id}"
+    ))
+}
+
+/// Fails with `Invalid` for a reason with a NUL character, of an ownership pass skipped by
+/// `outcome`; returns the state and reason to store.
+pub(crate) fn ownership_outcome_parts(
+    outcome: &OwnershipOutcome,
+) -> Result<(&'static str, Option<&str>)> {
+    match outcome {
+        OwnershipOutcome::Ready => Ok(("ready", None)),
+        OwnershipOutcome::Skipped { reason } => {
+            check_reason(reason)?;
+            Ok(("skipped", Some(reason)))
+        }
+    }
+}
+
 /// Fails with `Invalid` for an empty tenant: reads never span tenants.
 pub(crate) fn check_tenant(tenant: &str) -> Result<()> {
     if tenant.is_empty() {
@@ -173,11 +213,23 @@ pub(crate) fn dump_not_found(id: &DumpId) -> CatalogError {
     CatalogError::NotFound(format!("dump {id}"))
 }
 
-/// Returns the error for a delete refused because `worker` holds a live lease on the dump.
-pub(crate) fn delete_refused(id: &DumpId, worker: &str) -> CatalogError {
-    CatalogError::Conflict(format!(
-        "dump {id} is being ingested by worker {worker:?}; delete it once the ingest ends"
-    ))
+/// Returns the error for a delete refused because a worker holds a live lease on the dump:
+/// `ingest_worker_opt` for its ingest, else `ownership_worker_opt` for its ownership pass.
+pub(crate) fn delete_refused(
+    id: &DumpId,
+    ingest_worker_opt: Option<&str>,
+    ownership_worker_opt: Option<&str>,
+) -> CatalogError {
+    CatalogError::Conflict(match (ingest_worker_opt, ownership_worker_opt) {
+        (None, Some(worker)) => format!(
+            "the ownership pass of dump {id} is held by worker {worker:?}; delete it once the \
+             pass ends"
+        ),
+        (worker_opt, _) => format!(
+            "dump {id} is being ingested by worker {:?}; delete it once the ingest ends",
+            worker_opt.unwrap_or_default()
+        ),
+    })
 }
 
 /// Checks the arguments of `list_dumps_taken_before` and converts the limit for SQL.

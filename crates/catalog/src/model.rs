@@ -324,6 +324,89 @@ impl FromStr for DumpStatusKind {
     }
 }
 
+/// Where a ready dump's ownership pass is: the second job on the queue, which re-reads the
+/// dump file from object storage and computes its dominator tree and retained sizes.
+///
+/// Only a [`DumpStatus::Ready`] dump with a file in object storage has one; see
+/// [`DumpRecord::ownership`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum OwnershipState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker holds the pass under a lease.
+    Running,
+    /// The pass is done and its results are stored.
+    Ready,
+    /// The worker decided the pass is not worth running (or cannot run) for this dump.
+    Skipped {
+        /// Why, for people.
+        reason: String,
+    },
+    /// The pass failed on every attempt it was allowed.
+    Failed {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+impl OwnershipState {
+    /// Returns the stored name (`"running"`), which is also the API's.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OwnershipState::Queued => "queued",
+            OwnershipState::Running => "running",
+            OwnershipState::Ready => "ready",
+            OwnershipState::Skipped { .. } => "skipped",
+            OwnershipState::Failed { .. } => "failed",
+        }
+    }
+
+    /// Returns the reason of a skipped or failed pass.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            OwnershipState::Skipped { reason } | OwnershipState::Failed { reason } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Rebuilds a state from its stored form: a name ([`OwnershipState::as_str`]) and, for a
+    /// skipped or failed pass, a reason. `Invalid` for an unknown name.
+    pub fn from_parts(name: &str, reason_opt: Option<String>) -> Result<OwnershipState> {
+        Ok(match name {
+            "queued" => OwnershipState::Queued,
+            "running" => OwnershipState::Running,
+            "ready" => OwnershipState::Ready,
+            "skipped" => OwnershipState::Skipped {
+                reason: reason_opt.unwrap_or_default(),
+            },
+            "failed" => OwnershipState::Failed {
+                reason: reason_opt.unwrap_or_default(),
+            },
+            _ => {
+                return Err(CatalogError::Invalid(format!(
+                    "unknown ownership state {name:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// How a worker ends an ownership pass it holds
+/// ([`crate::Catalog::complete_ownership_job`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum OwnershipOutcome {
+    /// The pass ran and its results are stored: [`OwnershipState::Ready`].
+    Ready,
+    /// The pass was not run, for a reason that no retry changes (the dump is too large for
+    /// it, say): [`OwnershipState::Skipped`].
+    Skipped {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
 /// A registered dump as the catalog keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DumpRecord {
@@ -362,6 +445,13 @@ pub struct DumpRecord {
     pub bad_lines: u64,
     /// When the catalog first registered it (Unix seconds).
     pub registered_at_unix: i64,
+    /// Where its ownership pass is, or `None` when no pass is queued: the dump is not
+    /// [`DumpStatus::Ready`], or it has no file in object storage (`object_key` is `None`).
+    /// Each successful ingest queues a new pass; leaving `ready` drops it.
+    pub ownership: Option<OwnershipState>,
+    /// How many times its ownership pass started since the pass was last queued (a released
+    /// pass's attempt is not counted); 0 without a pass.
+    pub ownership_attempts: u32,
 }
 
 /// Which dumps [`crate::Catalog::list_dumps`] returns: every set field must match.
@@ -429,20 +519,24 @@ impl DumpFilter {
     }
 }
 
-/// An ingest job a worker claimed: one dump, leased to one worker until the lease expires.
+/// A job a worker claimed: one dump, leased to one worker until the lease expires.
 ///
-/// The job is the dump's row in [`DumpStatus::Ingesting`]; the lease lives beside it. The
-/// worker keeps the job by renewing the lease before it expires and ends it by completing,
-/// failing or releasing it (see [`crate::Catalog::claim_job`]).
+/// An ingest job is the dump's row in [`DumpStatus::Ingesting`], an ownership pass the row of
+/// a ready dump in [`OwnershipState::Running`]; each job's lease lives beside it. The worker
+/// keeps the job by renewing the lease before it expires and ends it by completing, failing or
+/// releasing it (see [`crate::Catalog::claim_job`] and
+/// [`crate::Catalog::claim_ownership_job`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    /// The dump to ingest, as it stands after the claim (status ingesting).
+    /// The dump, as it stands after the claim (status ingesting for an ingest job, ownership
+    /// running for an ownership pass).
     pub dump: DumpRecord,
     /// The worker holding the lease.
     pub worker: String,
     /// When the lease expires (Unix milliseconds, by the catalog's clock).
     pub lease_expires_at_unix_ms: i64,
-    /// Which attempt this is: the dump's attempt count after the claim, from 1.
+    /// Which attempt this is: the dump's attempt count after the claim, from 1 (for an
+    /// ownership pass, its ownership attempt count).
     pub attempt: u32,
     /// Whether the claim took the job over from a worker whose lease had expired (a crashed or
     /// stalled worker), rather than from the queue.
@@ -463,6 +557,11 @@ pub struct QueueStats {
     /// When the longest-waiting queued dump was registered (Unix seconds); `None` when nothing
     /// is queued.
     pub oldest_queued_registered_at_unix: Option<i64>,
+    /// Ownership passes waiting for a worker ([`OwnershipState::Queued`]).
+    pub ownership_queued: u64,
+    /// Ownership passes a worker holds ([`OwnershipState::Running`]), live or expired lease
+    /// alike.
+    pub ownership_running: u64,
 }
 
 /// A process and how many dumps the catalog holds for it.
@@ -565,6 +664,42 @@ mod tests {
             })
             .unwrap(),
             r#"{"state":"failed","reason":"x"}"#
+        );
+    }
+
+    #[test]
+    fn test_ownership_state_round_trips_through_parts_and_json() {
+        for state in [
+            OwnershipState::Queued,
+            OwnershipState::Running,
+            OwnershipState::Ready,
+            OwnershipState::Skipped {
+                reason: "larger than the pass's limit".to_owned(),
+            },
+            OwnershipState::Failed {
+                reason: "object gone".to_owned(),
+            },
+        ] {
+            let reason_opt = state.reason().map(str::to_owned);
+            assert_eq!(
+                OwnershipState::from_parts(state.as_str(), reason_opt).unwrap(),
+                state
+            );
+        }
+        assert!(matches!(
+            OwnershipState::from_parts("ingesting", None),
+            Err(CatalogError::Invalid(_))
+        ));
+        assert_eq!(
+            serde_json::to_string(&OwnershipState::Skipped {
+                reason: "x".to_owned()
+            })
+            .unwrap(),
+            r#"{"state":"skipped","reason":"x"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&OwnershipState::Running).unwrap(),
+            r#"{"state":"running"}"#
         );
     }
 

@@ -11,8 +11,8 @@
 //! when the id exists) and reads the row back in one READ COMMITTED transaction. A registration
 //! racing another for the same id waits for the other's commit, then returns its row.
 //!
-//! Job queue: a claim is one `UPDATE` of the row its subquery picks with `FOR UPDATE SKIP
-//! LOCKED`, so concurrent claimers each lock a different row and never wait for one another; a
+//! Job queue: a claim (of an ingest job or of an ownership pass, each with its own partial
+//! index) is one `UPDATE` of the row its subquery picks with `FOR UPDATE SKIP LOCKED`, so concurrent claimers each lock a different row and never wait for one another; a
 //! row another claimer changed meanwhile is re-checked and passed over. Lease times are the
 //! server's clock (`now()`), so workers with skewed clocks agree on expiry. The lease holder's
 //! calls are one guarded `UPDATE` each; when it matches nothing, a read tells `NotFound` from
@@ -43,12 +43,12 @@ use crate::catalog::{Catalog, DELETION_REASON};
 use crate::convert::{
     StoredDump, check_max_attempts, check_reason, check_retention_listing, check_tenant,
     check_worker, delete_refused, dump_not_found, from_sql_integer, lease_lost, lease_millis,
-    to_sql_integer,
+    ownership_lease_lost, ownership_outcome_parts, to_sql_integer,
 };
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
-    ProcessSummary, QueueStats,
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, OwnershipOutcome,
+    OwnershipState, ProcessKey, ProcessSummary, QueueStats,
 };
 
 /// One schema step: `sql` takes the database from `version - 1` to `version`.
@@ -74,6 +74,10 @@ const MIGRATIONS: &[PostgresMigration] = &[
     PostgresMigration {
         version: 4,
         sql: include_str!("../migrations/postgres/0004_add_trace_context.sql"),
+    },
+    PostgresMigration {
+        version: 5,
+        sql: include_str!("../migrations/postgres/0005_add_ownership_job.sql"),
     },
 ];
 
@@ -111,10 +115,11 @@ const INSERT_SCHEMA_VERSION: &str = "INSERT INTO catalog_schema_migrations (vers
 /// catalog stores them, so both backends check rows with the same code.
 const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, \
      labels::TEXT, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
-     failure_reason, attempts, objects, bad_lines, registered_at_unix, object_key";
+     failure_reason, attempts, objects, bad_lines, registered_at_unix, object_key, \
+     ownership_state, ownership_reason, ownership_attempts";
 
 /// How many columns [`DUMP_COLUMNS`] names: a `RETURNING` clause's next column has this index.
-const DUMP_COLUMN_COUNT: usize = 21;
+const DUMP_COLUMN_COUNT: usize = 24;
 
 const INSERT_DUMP: &str = "INSERT INTO dumps (dump_id, tenant, host, pid, instance, taken_at_unix, \
      jobs, role, labels, file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, \
@@ -126,12 +131,45 @@ const INSERT_DUMP: &str = "INSERT INTO dumps (dump_id, tenant, host, pid, instan
 /// job links to (`$2`, the trace context, when it has one).
 const UPDATE_QUEUE_UPLOADED: &str = "UPDATE dumps SET status = 'queued', \
      trace_context = COALESCE($2, trace_context) WHERE dump_id = $1 AND status = 'uploaded'";
-const UPDATE_STATUS: &str = "UPDATE dumps \
+/// The `SET` list that drops a dump's ownership pass and any lease on it: part of every change
+/// that takes a dump out of `ready`.
+macro_rules! drop_ownership {
+    () => {
+        "ownership_state = NULL, ownership_reason = NULL, ownership_attempts = 0, \
+         ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL"
+    };
+}
+
+/// The `SET` list that queues a fresh ownership pass for a dump with a file in object storage
+/// (any earlier pass dropped) and none for a dump without: part of every successful ingest.
+macro_rules! queue_ownership {
+    () => {
+        "ownership_state = CASE WHEN object_key IS NULL THEN NULL ELSE 'queued' END, \
+         ownership_reason = NULL, ownership_attempts = 0, ownership_lease_worker = NULL, \
+         ownership_lease_expires_at_unix_ms = NULL"
+    };
+}
+
+/// `set_status` to `ready`: a dump set ready keeps its ownership pass (it has none unless it
+/// was ready already).
+const UPDATE_STATUS_READY: &str = "UPDATE dumps \
      SET status = $2, failure_reason = $3, attempts = attempts + $4, lease_worker = NULL, \
      lease_expires_at_unix_ms = NULL WHERE dump_id = $1";
-const UPDATE_READY: &str = "UPDATE dumps \
+/// `set_status` to any other state, which drops the ownership pass.
+const UPDATE_STATUS_NOT_READY: &str = concat!(
+    "UPDATE dumps \
+     SET status = $2, failure_reason = $3, attempts = attempts + $4, lease_worker = NULL, \
+     lease_expires_at_unix_ms = NULL, ",
+    drop_ownership!(),
+    " WHERE dump_id = $1"
+);
+const UPDATE_READY: &str = concat!(
+    "UPDATE dumps \
      SET status = $2, failure_reason = NULL, objects = $3, bad_lines = $4, lease_worker = NULL, \
-     lease_expires_at_unix_ms = NULL WHERE dump_id = $1";
+     lease_expires_at_unix_ms = NULL, ",
+    queue_ownership!(),
+    " WHERE dump_id = $1"
+);
 const SELECT_DUMP_EXISTS: &str = "SELECT 1 FROM dumps WHERE dump_id = $1";
 
 /// The server's clock in Unix milliseconds, the lease clock.
@@ -148,10 +186,22 @@ macro_rules! held_by_worker {
     };
 }
 
-const UPDATE_ENQUEUE: &str = "UPDATE dumps SET status = 'queued', failure_reason = NULL, \
+/// The condition an ownership pass's lease holder passes: `$1` is the dump id, `$2` the
+/// worker.
+macro_rules! ownership_held_by_worker {
+    () => {
+        "dump_id = $1 AND status = 'ready' AND ownership_state = 'running' \
+         AND ownership_lease_worker = $2"
+    };
+}
+
+const UPDATE_ENQUEUE: &str = concat!(
+    "UPDATE dumps SET status = 'queued', failure_reason = NULL, \
      attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, \
-     lease_worker = NULL, lease_expires_at_unix_ms = NULL \
-     WHERE dump_id = $1 AND status IN ('uploaded', 'failed')";
+     lease_worker = NULL, lease_expires_at_unix_ms = NULL, ",
+    drop_ownership!(),
+    " WHERE dump_id = $1 AND status IN ('uploaded', 'failed')"
+);
 /// The claim, up to its `RETURNING`, which the caller appends with [`DUMP_COLUMNS`]. The
 /// candidate's `status IN (...)` is the partial index's predicate, so the planner walks that
 /// index in registration order and stops at the first row it can lock. The candidate also
@@ -168,14 +218,40 @@ const UPDATE_CLAIM: &str = concat!(
      UPDATE dumps SET status = 'ingesting', failure_reason = NULL, attempts = attempts + 1, \
      lease_worker = $1, lease_expires_at_unix_ms = ",
     now_ms!(),
+    " + $2, ",
+    drop_ownership!(),
+    " FROM candidate WHERE dump_id = candidate.claimed_id"
+);
+/// The ownership pass's claim, up to its `RETURNING`, shaped like [`UPDATE_CLAIM`]: the
+/// candidate's `ownership_state IN (...)` is the ownership-queue index's predicate, and
+/// `previous_state` `running` means a take-over after an expired lease.
+const UPDATE_CLAIM_OWNERSHIP: &str = concat!(
+    "WITH candidate AS (SELECT dump_id AS claimed_id, ownership_state AS previous_state \
+     FROM dumps WHERE ownership_state IN ('queued', 'running') AND status = 'ready' \
+     AND (ownership_state = 'queued' OR ownership_lease_expires_at_unix_ms <= ",
+    now_ms!(),
+    ") AND ($3::TEXT IS NULL OR tenant = $3) \
+     ORDER BY registration_seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     UPDATE dumps SET ownership_state = 'running', ownership_reason = NULL, \
+     ownership_attempts = ownership_attempts + 1, ownership_lease_worker = $1, \
+     ownership_lease_expires_at_unix_ms = ",
+    now_ms!(),
     " + $2 FROM candidate WHERE dump_id = candidate.claimed_id"
 );
-/// The job queue's backlog; the status condition is the partial index's predicate, so only
-/// queued and leased rows are read.
-const SELECT_QUEUE_STATS: &str = "SELECT COUNT(*) FILTER (WHERE status = 'queued'), \
-     COUNT(*) FILTER (WHERE status = 'ingesting'), \
-     MIN(registered_at_unix) FILTER (WHERE status = 'queued') \
-     FROM dumps WHERE status IN ('queued', 'ingesting') AND ($1::TEXT IS NULL OR tenant = $1)";
+/// The job queue's backlogs, ingest and ownership; each subquery's state condition is one
+/// partial index's predicate, so only queued and leased rows are read.
+const SELECT_QUEUE_STATS: &str = "SELECT ingest.queued, ingest.ingesting, ingest.oldest, \
+     ownership.queued, ownership.running FROM \
+     (SELECT COUNT(*) FILTER (WHERE status = 'queued') AS queued, \
+     COUNT(*) FILTER (WHERE status = 'ingesting') AS ingesting, \
+     MIN(registered_at_unix) FILTER (WHERE status = 'queued') AS oldest \
+     FROM dumps WHERE status IN ('queued', 'ingesting') \
+     AND ($1::TEXT IS NULL OR tenant = $1)) AS ingest \
+     CROSS JOIN \
+     (SELECT COUNT(*) FILTER (WHERE ownership_state = 'queued') AS queued, \
+     COUNT(*) FILTER (WHERE ownership_state = 'running') AS running \
+     FROM dumps WHERE ownership_state IN ('queued', 'running') \
+     AND ($1::TEXT IS NULL OR tenant = $1)) AS ownership";
 const UPDATE_RENEW: &str = concat!(
     "UPDATE dumps SET lease_expires_at_unix_ms = ",
     now_ms!(),
@@ -185,7 +261,9 @@ const UPDATE_RENEW: &str = concat!(
 );
 const UPDATE_COMPLETE: &str = concat!(
     "UPDATE dumps SET status = 'ready', failure_reason = NULL, objects = $3, bad_lines = $4, \
-     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE ",
+     lease_worker = NULL, lease_expires_at_unix_ms = NULL, ",
+    queue_ownership!(),
+    " WHERE ",
     held_by_worker!()
 );
 /// Every expression reads the row as it was before the update, so the attempt count decides
@@ -202,20 +280,52 @@ const UPDATE_RELEASE: &str = concat!(
      lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE ",
     held_by_worker!()
 );
+const UPDATE_RENEW_OWNERSHIP: &str = concat!(
+    "UPDATE dumps SET ownership_lease_expires_at_unix_ms = ",
+    now_ms!(),
+    " + $3 WHERE ",
+    ownership_held_by_worker!(),
+    " RETURNING ownership_lease_expires_at_unix_ms"
+);
+const UPDATE_COMPLETE_OWNERSHIP: &str = concat!(
+    "UPDATE dumps SET ownership_state = $3, ownership_reason = $4, \
+     ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL WHERE ",
+    ownership_held_by_worker!()
+);
+/// As [`UPDATE_FAIL`]: every expression reads the row as it was before the update.
+const UPDATE_FAIL_OWNERSHIP: &str = concat!(
+    "UPDATE dumps SET \
+     ownership_state = CASE WHEN ownership_attempts < $3 THEN 'queued' ELSE 'failed' END, \
+     ownership_reason = CASE WHEN ownership_attempts < $3 THEN NULL ELSE $4::TEXT END, \
+     ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL WHERE ",
+    ownership_held_by_worker!(),
+    " RETURNING ownership_state, ownership_reason"
+);
+const UPDATE_RELEASE_OWNERSHIP: &str = concat!(
+    "UPDATE dumps SET ownership_state = 'queued', \
+     ownership_attempts = GREATEST(ownership_attempts - 1, 0), \
+     ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL WHERE ",
+    ownership_held_by_worker!()
+);
 const SELECT_PROCESSES: &str = "SELECT host, pid, instance, COUNT(*), MIN(taken_at_unix), \
      MAX(taken_at_unix) FROM dumps WHERE tenant = $1 \
      GROUP BY host, pid, instance ORDER BY host, pid, instance";
 
-/// The condition a dump passes unless a worker holds a live lease on it, which a delete must
-/// not pull the dump from under. A lease that expires exactly now has expired, as it has for
-/// a claim.
+/// The condition a dump passes unless a worker holds a live lease on it (on its ingest or on
+/// its ownership pass), which a delete must not pull the dump from under. A lease that expires
+/// exactly now has expired, as it has for a claim. Every term is checked for NULL, so the
+/// condition is never NULL itself.
 macro_rules! not_under_live_lease {
     () => {
         concat!(
-            "NOT (status = 'ingesting' AND lease_expires_at_unix_ms IS NOT NULL \
+            "NOT ((status = 'ingesting' AND lease_expires_at_unix_ms IS NOT NULL \
              AND lease_expires_at_unix_ms > ",
             now_ms!(),
-            ")"
+            ") OR (ownership_state IS NOT NULL AND ownership_state = 'running' \
+             AND ownership_lease_expires_at_unix_ms IS NOT NULL \
+             AND ownership_lease_expires_at_unix_ms > ",
+            now_ms!(),
+            "))"
         )
     };
 }
@@ -227,10 +337,15 @@ const DELETE_DUMP: &str = concat!(
 /// `begin_delete`'s `SET` and `WHERE`; the caller appends `RETURNING` with [`DUMP_COLUMNS`].
 const UPDATE_BEGIN_DELETE: &str = concat!(
     "UPDATE dumps SET status = 'failed', failure_reason = $2, lease_worker = NULL, \
-     lease_expires_at_unix_ms = NULL WHERE dump_id = $1 AND ",
+     lease_expires_at_unix_ms = NULL, ",
+    drop_ownership!(),
+    " WHERE dump_id = $1 AND ",
     not_under_live_lease!()
 );
-const SELECT_LEASE_WORKER: &str = "SELECT lease_worker FROM dumps WHERE dump_id = $1";
+/// The workers a refused delete names: the ingest's, and the ownership pass's while it runs.
+const SELECT_LEASE_WORKERS: &str = "SELECT lease_worker, \
+     CASE WHEN ownership_state = 'running' THEN ownership_lease_worker END \
+     FROM dumps WHERE dump_id = $1";
 const SELECT_OBJECT_KEY_SHARED: &str =
     "SELECT 1 FROM dumps WHERE object_key = $1 AND dump_id <> $2 LIMIT 1";
 
@@ -388,15 +503,21 @@ impl PostgresCatalog {
 }
 
 impl PostgresCatalog {
-    /// Returns the error for an update of `worker`'s job that matched no row: `NotFound` when
-    /// the dump does not exist, else `Conflict` (the worker lost its lease).
-    async fn lease_error(&self, client: &Object, id: &DumpId, worker: &str) -> CatalogError {
+    /// Returns the error for an update of `worker`'s job of `kind` that matched no row:
+    /// `NotFound` when the dump does not exist, else `Conflict` (the worker lost its lease).
+    async fn lease_error(
+        &self,
+        client: &Object,
+        kind: JobKind,
+        id: &DumpId,
+        worker: &str,
+    ) -> CatalogError {
         let exists = client
             .query_opt(SELECT_DUMP_EXISTS, &[&id.as_str()])
             .await
             .map_err(postgres_error(format!("failed to read dump {id}")));
         match exists {
-            Ok(Some(_)) => lease_lost(id, worker),
+            Ok(Some(_)) => kind.lease_lost(id, worker),
             Ok(None) => dump_not_found(id),
             Err(error) => error,
         }
@@ -405,26 +526,37 @@ impl PostgresCatalog {
     /// Returns the error for a delete guarded by `not_under_live_lease!` that matched no row:
     /// `NotFound` when the dump does not exist, else `Conflict` naming the lease holder.
     async fn delete_refusal(&self, client: &Object, id: &DumpId) -> CatalogError {
-        let holder = client
-            .query_opt(SELECT_LEASE_WORKER, &[&id.as_str()])
+        let holders = client
+            .query_opt(SELECT_LEASE_WORKERS, &[&id.as_str()])
             .await
             .and_then(|row_opt| {
                 row_opt
-                    .map(|row| row.try_get::<_, Option<String>>(0))
+                    .map(|row| {
+                        Ok((
+                            row.try_get::<_, Option<String>>(0)?,
+                            row.try_get::<_, Option<String>>(1)?,
+                        ))
+                    })
                     .transpose()
             })
             .map_err(postgres_error(format!("failed to read dump {id}")));
-        match holder {
-            Ok(Some(worker_opt)) => delete_refused(id, worker_opt.as_deref().unwrap_or_default()),
+        match holders {
+            Ok(Some((ingest_worker_opt, ownership_worker_opt))) => delete_refused(
+                id,
+                ingest_worker_opt.as_deref(),
+                ownership_worker_opt.as_deref(),
+            ),
             Ok(None) => dump_not_found(id),
             Err(error) => error,
         }
     }
 
-    /// Runs `update` (guarded by `held_by_worker!`, so `$1` is the dump id and `$2` the
-    /// worker) and fails with [`PostgresCatalog::lease_error`] when it matched no row.
+    /// Runs `update` (guarded by `held_by_worker!` or `ownership_held_by_worker!` as `kind`
+    /// says, so `$1` is the dump id and `$2` the worker) and fails with
+    /// [`PostgresCatalog::lease_error`] when it matched no row.
     async fn update_held_job(
         &self,
+        kind: JobKind,
         id: &DumpId,
         worker: &str,
         update: &str,
@@ -444,9 +576,28 @@ impl PostgresCatalog {
             .await
             .map_err(postgres_error(failed))?;
         if updated == 0 {
-            return Err(self.lease_error(&client, id, worker).await);
+            return Err(self.lease_error(&client, kind, id, worker).await);
         }
         Ok(())
+    }
+}
+
+/// Which of a dump's two jobs a lease holder's call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// The ingest job, held under `held_by_worker!`.
+    Ingest,
+    /// The ownership pass, held under `ownership_held_by_worker!`.
+    Ownership,
+}
+
+impl JobKind {
+    /// Returns the error for a job of this kind that `worker` does not hold.
+    fn lease_lost(self, id: &DumpId, worker: &str) -> CatalogError {
+        match self {
+            JobKind::Ingest => lease_lost(id, worker),
+            JobKind::Ownership => ownership_lease_lost(id, worker),
+        }
     }
 }
 
@@ -634,6 +785,9 @@ fn stored_dump(row: &Row) -> std::result::Result<StoredDump, tokio_postgres::Err
         bad_lines: row.try_get(18)?,
         registered_at_unix: row.try_get(19)?,
         object_key: row.try_get(20)?,
+        ownership_state: row.try_get(21)?,
+        ownership_reason: row.try_get(22)?,
+        ownership_attempts: i64::from(row.try_get::<_, i32>(23)?),
     })
 }
 
@@ -823,10 +977,15 @@ impl Catalog for PostgresCatalog {
     async fn set_status(&self, id: &DumpId, status: DumpStatus) -> Result<()> {
         let failed = || format!("failed to set the status of dump {id}");
         let attempt = i32::from(status == DumpStatus::Ingesting);
+        let update = if status.kind() == DumpStatusKind::Ready {
+            UPDATE_STATUS_READY
+        } else {
+            UPDATE_STATUS_NOT_READY
+        };
         let client = self.client().await?;
         let updated = execute_cached(
             &client,
-            UPDATE_STATUS,
+            update,
             &[
                 &id.as_str(),
                 &status.kind().as_str(),
@@ -947,6 +1106,8 @@ impl Catalog for PostgresCatalog {
             queued: count(0, "queued jobs")?,
             ingesting: count(1, "ingesting jobs")?,
             oldest_queued_registered_at_unix: row.try_get(2).map_err(postgres_error(failed))?,
+            ownership_queued: count(3, "queued ownership passes")?,
+            ownership_running: count(4, "running ownership passes")?,
         })
     }
 
@@ -964,7 +1125,7 @@ impl Catalog for PostgresCatalog {
         .await?;
         match row_opt {
             Some(row) => row.try_get(0).map_err(postgres_error(failed())),
-            None => Err(self.lease_error(&client, id, worker).await),
+            None => Err(self.lease_error(&client, JobKind::Ingest, id, worker).await),
         }
     }
 
@@ -979,6 +1140,7 @@ impl Catalog for PostgresCatalog {
         let objects = to_sql_integer(objects, "objects")?;
         let bad_lines = to_sql_integer(bad_lines, "bad lines")?;
         self.update_held_job(
+            JobKind::Ingest,
             id,
             worker,
             UPDATE_COMPLETE,
@@ -1010,7 +1172,7 @@ impl Catalog for PostgresCatalog {
         )
         .await?;
         let Some(row) = row_opt else {
-            return Err(self.lease_error(&client, id, worker).await);
+            return Err(self.lease_error(&client, JobKind::Ingest, id, worker).await);
         };
         let status: String = row.try_get(0).map_err(postgres_error(failed()))?;
         let reason_opt: Option<String> = row.try_get(1).map_err(postgres_error(failed()))?;
@@ -1025,11 +1187,149 @@ impl Catalog for PostgresCatalog {
     async fn release_job(&self, id: &DumpId, worker: &str) -> Result<()> {
         check_worker(worker)?;
         self.update_held_job(
+            JobKind::Ingest,
             id,
             worker,
             UPDATE_RELEASE,
             &[],
             &format!("failed to release the job of dump {id}"),
+        )
+        .await
+    }
+
+    async fn claim_ownership_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        tenant_opt: Option<&str>,
+    ) -> Result<Option<Job>> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let failed = "failed to claim an ownership pass";
+        let client = self.client().await?;
+        let claim = client
+            .prepare_cached(&format!(
+                "{UPDATE_CLAIM_OWNERSHIP} RETURNING {DUMP_COLUMNS}, \
+                 ownership_lease_expires_at_unix_ms, candidate.previous_state, trace_context"
+            ))
+            .await
+            .map_err(postgres_error(failed))?;
+        let Some(row) = client
+            .query_opt(&claim, &[&worker, &lease_ms, &tenant_opt])
+            .await
+            .map_err(postgres_error(failed))?
+        else {
+            return Ok(None);
+        };
+        let dump = dump_record(&row)?;
+        let lease_expires_at_unix_ms: i64 = row
+            .try_get(DUMP_COLUMN_COUNT)
+            .map_err(postgres_error(failed))?;
+        let previous_state: String = row
+            .try_get(DUMP_COLUMN_COUNT + 1)
+            .map_err(postgres_error(failed))?;
+        let trace_context: Option<String> = row
+            .try_get(DUMP_COLUMN_COUNT + 2)
+            .map_err(postgres_error(failed))?;
+        Ok(Some(Job {
+            attempt: dump.ownership_attempts,
+            dump,
+            worker: worker.to_owned(),
+            lease_expires_at_unix_ms,
+            // Only a lapsed lease makes a running pass claimable.
+            after_expired_lease: previous_state == OwnershipState::Running.as_str(),
+            trace_context,
+        }))
+    }
+
+    async fn renew_ownership_lease(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<i64> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let failed = || format!("failed to renew the lease on the ownership pass of dump {id}");
+        let client = self.client().await?;
+        let row_opt = query_opt_cached(
+            &client,
+            UPDATE_RENEW_OWNERSHIP,
+            &[&id.as_str(), &worker, &lease_ms],
+            &failed(),
+        )
+        .await?;
+        match row_opt {
+            Some(row) => row.try_get(0).map_err(postgres_error(failed())),
+            None => Err(self
+                .lease_error(&client, JobKind::Ownership, id, worker)
+                .await),
+        }
+    }
+
+    async fn complete_ownership_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        outcome: OwnershipOutcome,
+    ) -> Result<()> {
+        check_worker(worker)?;
+        let (state, reason_opt) = ownership_outcome_parts(&outcome)?;
+        self.update_held_job(
+            JobKind::Ownership,
+            id,
+            worker,
+            UPDATE_COMPLETE_OWNERSHIP,
+            &[&state, &reason_opt],
+            &format!("failed to complete the ownership pass of dump {id}"),
+        )
+        .await
+    }
+
+    async fn fail_ownership_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<OwnershipState> {
+        check_worker(worker)?;
+        check_reason(reason)?;
+        check_max_attempts(max_attempts)?;
+        // `ownership_attempts` is an INTEGER column, like `attempts`.
+        let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        let failed = || format!("failed to fail the ownership pass of dump {id}");
+        let client = self.client().await?;
+        let row_opt = query_opt_cached(
+            &client,
+            UPDATE_FAIL_OWNERSHIP,
+            &[&id.as_str(), &worker, &max_attempts, &reason],
+            &failed(),
+        )
+        .await?;
+        let Some(row) = row_opt else {
+            return Err(self
+                .lease_error(&client, JobKind::Ownership, id, worker)
+                .await);
+        };
+        let state: String = row.try_get(0).map_err(postgres_error(failed()))?;
+        let reason_opt: Option<String> = row.try_get(1).map_err(postgres_error(failed()))?;
+        OwnershipState::from_parts(&state, reason_opt).map_err(|_| {
+            CatalogError::internal_message(format!(
+                "dump {id} has unknown stored ownership state {state:?}"
+            ))
+        })
+    }
+
+    async fn release_ownership_job(&self, id: &DumpId, worker: &str) -> Result<()> {
+        check_worker(worker)?;
+        self.update_held_job(
+            JobKind::Ownership,
+            id,
+            worker,
+            UPDATE_RELEASE_OWNERSHIP,
+            &[],
+            &format!("failed to release the ownership pass of dump {id}"),
         )
         .await
     }

@@ -29,12 +29,12 @@ use crate::catalog::{Catalog, DELETION_REASON};
 use crate::convert::{
     StoredDump, check_max_attempts, check_reason, check_retention_listing, check_tenant,
     check_worker, delete_refused, dump_not_found, from_sql_integer, lease_lost, lease_millis,
-    to_sql_integer,
+    ownership_lease_lost, ownership_outcome_parts, to_sql_integer,
 };
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
-    ProcessSummary, QueueStats,
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, OwnershipOutcome,
+    OwnershipState, ProcessKey, ProcessSummary, QueueStats,
 };
 
 /// The catalog's file name inside the directory given to [`SqliteCatalog::open`].
@@ -57,6 +57,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         sql: include_str!("../migrations/sqlite/0004_add_trace_context.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/sqlite/0005_add_ownership_job.sql"),
     },
 ];
 
@@ -175,16 +179,37 @@ fn unix_now_ms() -> i64 {
 /// The condition a job's lease holder passes: `?1` is the dump id, `?2` the worker.
 const HELD_BY_WORKER: &str = "dump_id = ?1 AND status = 'ingesting' AND lease_worker = ?2";
 
-/// The condition a dump passes unless a worker holds a live lease on it, which a delete must
-/// not pull the dump from under: `?2` is the lease clock's now (Unix milliseconds). A lease
-/// that expires exactly now has expired, as it has for a claim.
-const NOT_UNDER_LIVE_LEASE: &str = "NOT (status = 'ingesting' \
-     AND lease_expires_at_unix_ms IS NOT NULL AND lease_expires_at_unix_ms > ?2)";
+/// The condition an ownership pass's lease holder passes: `?1` is the dump id, `?2` the worker.
+const OWNERSHIP_HELD_BY_WORKER: &str = "dump_id = ?1 AND status = 'ready' \
+     AND ownership_state = 'running' AND ownership_lease_worker = ?2";
+
+/// The condition a dump passes unless a worker holds a live lease on it (on its ingest or on
+/// its ownership pass), which a delete must not pull the dump from under: `?2` is the lease
+/// clock's now (Unix milliseconds). A lease that expires exactly now has expired, as it has for
+/// a claim. Every term is checked for NULL, so the condition is never NULL itself.
+const NOT_UNDER_LIVE_LEASE: &str = "NOT ((status = 'ingesting' \
+     AND lease_expires_at_unix_ms IS NOT NULL AND lease_expires_at_unix_ms > ?2) \
+     OR (ownership_state IS NOT NULL AND ownership_state = 'running' \
+     AND ownership_lease_expires_at_unix_ms IS NOT NULL \
+     AND ownership_lease_expires_at_unix_ms > ?2))";
+
+/// The `SET` list that drops a dump's ownership pass and any lease on it: part of every change
+/// that takes a dump out of `ready`.
+const DROP_OWNERSHIP: &str = "ownership_state = NULL, ownership_reason = NULL, \
+     ownership_attempts = 0, ownership_lease_worker = NULL, \
+     ownership_lease_expires_at_unix_ms = NULL";
+
+/// The `SET` list that queues a fresh ownership pass for a dump with a file in object storage
+/// (any earlier pass dropped) and none for a dump without: part of every successful ingest.
+const QUEUE_OWNERSHIP: &str = "ownership_state = CASE WHEN object_key IS NULL THEN NULL \
+     ELSE 'queued' END, ownership_reason = NULL, ownership_attempts = 0, \
+     ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL";
 
 /// The columns `StoredDump::from_row` reads, in order.
 const DUMP_COLUMNS: &str = "dump_id, tenant, host, pid, instance, taken_at_unix, jobs, role, labels, \
      file_name, size_bytes, content_sha256, gc_count, rss_bytes, status, failure_reason, attempts, \
-     objects, bad_lines, registered_at_unix, object_key";
+     objects, bad_lines, registered_at_unix, object_key, ownership_state, ownership_reason, \
+     ownership_attempts";
 
 impl StoredDump {
     /// Reads a row selected with [`DUMP_COLUMNS`].
@@ -211,6 +236,9 @@ impl StoredDump {
             bad_lines: row.get(18)?,
             registered_at_unix: row.get(19)?,
             object_key: row.get(20)?,
+            ownership_state: row.get(21)?,
+            ownership_reason: row.get(22)?,
+            ownership_attempts: row.get(23)?,
         })
     }
 }
@@ -227,9 +255,33 @@ fn select_dump(connection: &Connection, id: &DumpId) -> Result<Option<DumpRecord
     stored.map(StoredDump::into_record).transpose()
 }
 
-/// Returns the error for an update of `worker`'s job that matched no row: `NotFound` when the
-/// dump does not exist, else `Conflict` (the worker lost its lease).
-fn lease_error(connection: &Connection, id: &DumpId, worker: &str) -> Result<CatalogError> {
+/// Which of a dump's two jobs a lease holder's call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// The ingest job, held under [`HELD_BY_WORKER`].
+    Ingest,
+    /// The ownership pass, held under [`OWNERSHIP_HELD_BY_WORKER`].
+    Ownership,
+}
+
+impl JobKind {
+    /// Returns the error for a job of this kind that `worker` does not hold.
+    fn lease_lost(self, id: &DumpId, worker: &str) -> CatalogError {
+        match self {
+            JobKind::Ingest => lease_lost(id, worker),
+            JobKind::Ownership => ownership_lease_lost(id, worker),
+        }
+    }
+}
+
+/// Returns the error for an update of `worker`'s job of `kind` that matched no row: `NotFound`
+/// when the dump does not exist, else `Conflict` (the worker lost its lease).
+fn lease_error(
+    connection: &Connection,
+    kind: JobKind,
+    id: &DumpId,
+    worker: &str,
+) -> Result<CatalogError> {
     let exists = connection
         .query_row(
             "SELECT 1 FROM dumps WHERE dump_id = ?1",
@@ -240,7 +292,7 @@ fn lease_error(connection: &Connection, id: &DumpId, worker: &str) -> Result<Cat
         .map_err(sqlite_error(format!("failed to read dump {id}")))?
         .is_some();
     Ok(if exists {
-        lease_lost(id, worker)
+        kind.lease_lost(id, worker)
     } else {
         dump_not_found(id)
     })
@@ -249,24 +301,32 @@ fn lease_error(connection: &Connection, id: &DumpId, worker: &str) -> Result<Cat
 /// Returns the error for a delete guarded by [`NOT_UNDER_LIVE_LEASE`] that matched no row:
 /// `NotFound` when the dump does not exist, else `Conflict` naming the lease holder.
 fn delete_refusal(connection: &Connection, id: &DumpId) -> Result<CatalogError> {
-    let holder: Option<Option<String>> = connection
+    let holders: Option<(Option<String>, Option<String>)> = connection
         .query_row(
-            "SELECT lease_worker FROM dumps WHERE dump_id = ?1",
+            "SELECT lease_worker, \
+             CASE WHEN ownership_state = 'running' THEN ownership_lease_worker END \
+             FROM dumps WHERE dump_id = ?1",
             params![id.as_str()],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()
         .map_err(sqlite_error(format!("failed to read dump {id}")))?;
-    Ok(match holder {
-        Some(worker_opt) => delete_refused(id, worker_opt.as_deref().unwrap_or_default()),
+    Ok(match holders {
+        Some((ingest_worker_opt, ownership_worker_opt)) => delete_refused(
+            id,
+            ingest_worker_opt.as_deref(),
+            ownership_worker_opt.as_deref(),
+        ),
         None => dump_not_found(id),
     })
 }
 
-/// Runs `update`, guarded by [`HELD_BY_WORKER`] (so `?1` is the dump id and `?2` the worker),
-/// and fails with [`lease_error`] when it matched no row.
+/// Runs `update`, guarded by [`HELD_BY_WORKER`] or [`OWNERSHIP_HELD_BY_WORKER`] as `kind`
+/// says (so `?1` is the dump id and `?2` the worker), and fails with [`lease_error`] when it
+/// matched no row.
 fn update_held_job(
     connection: &Connection,
+    kind: JobKind,
     id: &DumpId,
     worker: &str,
     update: &str,
@@ -280,7 +340,7 @@ fn update_held_job(
         .execute(update, values.as_slice())
         .map_err(sqlite_error(failed))?;
     if updated == 0 {
-        return Err(lease_error(connection, id, worker)?);
+        return Err(lease_error(connection, kind, id, worker)?);
     }
     Ok(())
 }
@@ -466,10 +526,20 @@ impl Catalog for SqliteCatalog {
         let id = id.clone();
         self.with_connection(move |connection| {
             let attempt = i64::from(status == DumpStatus::Ingesting);
+            // A dump set ready keeps its ownership pass (it has none unless it was ready);
+            // any other state drops it.
+            let ownership = if status.kind() == DumpStatusKind::Ready {
+                String::new()
+            } else {
+                format!(", {DROP_OWNERSHIP}")
+            };
             let updated = connection
                 .execute(
-                    "UPDATE dumps SET status = ?2, failure_reason = ?3, attempts = attempts + ?4, \
-                     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE dump_id = ?1",
+                    &format!(
+                        "UPDATE dumps SET status = ?2, failure_reason = ?3, \
+                         attempts = attempts + ?4, lease_worker = NULL, \
+                         lease_expires_at_unix_ms = NULL{ownership} WHERE dump_id = ?1"
+                    ),
                     params![
                         id.as_str(),
                         status.kind().as_str(),
@@ -495,9 +565,17 @@ impl Catalog for SqliteCatalog {
         self.with_connection(move |connection| {
             let updated = connection
                 .execute(
-                    "UPDATE dumps SET status = ?2, failure_reason = NULL, objects = ?3, bad_lines = ?4, \
-                     lease_worker = NULL, lease_expires_at_unix_ms = NULL WHERE dump_id = ?1",
-                    params![id.as_str(), DumpStatusKind::Ready.as_str(), objects, bad_lines],
+                    &format!(
+                        "UPDATE dumps SET status = ?2, failure_reason = NULL, objects = ?3, \
+                         bad_lines = ?4, lease_worker = NULL, lease_expires_at_unix_ms = NULL, \
+                         {QUEUE_OWNERSHIP} WHERE dump_id = ?1"
+                    ),
+                    params![
+                        id.as_str(),
+                        DumpStatusKind::Ready.as_str(),
+                        objects,
+                        bad_lines
+                    ],
                 )
                 .map_err(sqlite_error(format!("failed to mark dump {id} ready")))?;
             if updated == 0 {
@@ -513,10 +591,12 @@ impl Catalog for SqliteCatalog {
         self.with_connection(move |connection| {
             let updated = connection
                 .execute(
-                    "UPDATE dumps SET status = 'queued', failure_reason = NULL, \
-                     attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, \
-                     lease_worker = NULL, lease_expires_at_unix_ms = NULL \
-                     WHERE dump_id = ?1 AND status IN ('uploaded', 'failed')",
+                    &format!(
+                        "UPDATE dumps SET status = 'queued', failure_reason = NULL, \
+                         attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, \
+                         lease_worker = NULL, lease_expires_at_unix_ms = NULL, {DROP_OWNERSHIP} \
+                         WHERE dump_id = ?1 AND status IN ('uploaded', 'failed')"
+                    ),
                     params![id.as_str()],
                 )
                 .map_err(sqlite_error(format!("failed to enqueue dump {id}")))?;
@@ -564,9 +644,11 @@ impl Catalog for SqliteCatalog {
             };
             transaction
                 .execute(
-                    "UPDATE dumps SET status = 'ingesting', failure_reason = NULL, \
-                     attempts = attempts + 1, lease_worker = ?2, lease_expires_at_unix_ms = ?3 \
-                     WHERE dump_id = ?1",
+                    &format!(
+                        "UPDATE dumps SET status = 'ingesting', failure_reason = NULL, \
+                         attempts = attempts + 1, lease_worker = ?2, \
+                         lease_expires_at_unix_ms = ?3, {DROP_OWNERSHIP} WHERE dump_id = ?1"
+                    ),
                     params![candidate, worker, lease_expires_at_unix_ms],
                 )
                 .map_err(sqlite_error(failed))?;
@@ -593,20 +675,45 @@ impl Catalog for SqliteCatalog {
     async fn queue_stats(&self, tenant_opt: Option<&str>) -> Result<QueueStats> {
         let tenant_opt = tenant_opt.map(str::to_owned);
         self.with_connection(move |connection| {
-            // The status condition is the job-queue index's, so only the backlog is read.
-            let (queued, ingesting, oldest): (i64, i64, Option<i64>) = connection
+            // Each subquery's state condition is one job-queue index's, so only the two
+            // backlogs are read.
+            let (queued, ingesting, oldest, ownership_queued, ownership_running): (
+                i64,
+                i64,
+                Option<i64>,
+                i64,
+                i64,
+            ) = connection
                 .query_row(
-                    "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'ingesting'), 0), \
-                     MIN(CASE WHEN status = 'queued' THEN registered_at_unix END) \
-                     FROM dumps WHERE status IN ('queued', 'ingesting') AND (?1 IS NULL OR tenant = ?1)",
+                    "SELECT ingest.queued, ingest.ingesting, ingest.oldest, \
+                     ownership.queued, ownership.running FROM \
+                     (SELECT COALESCE(SUM(status = 'queued'), 0) AS queued, \
+                     COALESCE(SUM(status = 'ingesting'), 0) AS ingesting, \
+                     MIN(CASE WHEN status = 'queued' THEN registered_at_unix END) AS oldest \
+                     FROM dumps WHERE status IN ('queued', 'ingesting') \
+                     AND (?1 IS NULL OR tenant = ?1)) AS ingest, \
+                     (SELECT COALESCE(SUM(ownership_state = 'queued'), 0) AS queued, \
+                     COALESCE(SUM(ownership_state = 'running'), 0) AS running \
+                     FROM dumps WHERE ownership_state IN ('queued', 'running') \
+                     AND (?1 IS NULL OR tenant = ?1)) AS ownership",
                     params![tenant_opt],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    },
                 )
                 .map_err(sqlite_error("failed to read the job queue's backlog"))?;
             Ok(QueueStats {
                 queued: from_sql_integer(queued, "queued jobs")?,
                 ingesting: from_sql_integer(ingesting, "ingesting jobs")?,
                 oldest_queued_registered_at_unix: oldest,
+                ownership_queued: from_sql_integer(ownership_queued, "queued ownership passes")?,
+                ownership_running: from_sql_integer(ownership_running, "running ownership passes")?,
             })
         })
         .await
@@ -621,6 +728,7 @@ impl Catalog for SqliteCatalog {
             let lease_expires_at_unix_ms = unix_now_ms().saturating_add(lease_ms);
             update_held_job(
                 connection,
+                JobKind::Ingest,
                 &id,
                 &worker,
                 &format!("UPDATE dumps SET lease_expires_at_unix_ms = ?3 WHERE {HELD_BY_WORKER}"),
@@ -647,12 +755,13 @@ impl Catalog for SqliteCatalog {
         self.with_connection(move |connection| {
             update_held_job(
                 connection,
+                JobKind::Ingest,
                 &id,
                 &worker,
                 &format!(
                     "UPDATE dumps SET status = 'ready', failure_reason = NULL, objects = ?3, \
-                     bad_lines = ?4, lease_worker = NULL, lease_expires_at_unix_ms = NULL \
-                     WHERE {HELD_BY_WORKER}"
+                     bad_lines = ?4, lease_worker = NULL, lease_expires_at_unix_ms = NULL, \
+                     {QUEUE_OWNERSHIP} WHERE {HELD_BY_WORKER}"
                 ),
                 &[&objects, &bad_lines],
                 &format!("failed to complete the job of dump {id}"),
@@ -692,7 +801,7 @@ impl Catalog for SqliteCatalog {
                 .optional()
                 .map_err(sqlite_error(format!("failed to fail the job of dump {id}")))?;
             let Some((status, reason_opt)) = stored else {
-                return Err(lease_error(connection, &id, &worker)?);
+                return Err(lease_error(connection, JobKind::Ingest, &id, &worker)?);
             };
             let kind: DumpStatusKind = status.parse().map_err(|_| {
                 CatalogError::internal_message(format!(
@@ -711,6 +820,7 @@ impl Catalog for SqliteCatalog {
         self.with_connection(move |connection| {
             update_held_job(
                 connection,
+                JobKind::Ingest,
                 &id,
                 &worker,
                 &format!(
@@ -719,6 +829,197 @@ impl Catalog for SqliteCatalog {
                 ),
                 &[],
                 &format!("failed to release the job of dump {id}"),
+            )
+        })
+        .await
+    }
+
+    async fn claim_ownership_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        tenant_opt: Option<&str>,
+    ) -> Result<Option<Job>> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let worker = worker.to_owned();
+        let tenant_opt = tenant_opt.map(str::to_owned);
+        self.with_connection(move |connection| {
+            let failed = "failed to claim an ownership pass";
+            // Immediate, as for an ingest claim: no other process picks the same pass between
+            // this select and the update.
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error(failed))?;
+            let now_ms = unix_now_ms();
+            let lease_expires_at_unix_ms = now_ms.saturating_add(lease_ms);
+            // The first condition is the ownership-queue index's.
+            let candidate: Option<(String, String, Option<String>)> = transaction
+                .query_row(
+                    "SELECT dump_id, ownership_state, trace_context FROM dumps \
+                     WHERE ownership_state IN ('queued', 'running') AND status = 'ready' \
+                     AND (ownership_state = 'queued' OR ownership_lease_expires_at_unix_ms <= ?1) \
+                     AND (?2 IS NULL OR tenant = ?2) \
+                     ORDER BY registered_at_unix, rowid LIMIT 1",
+                    params![now_ms, tenant_opt],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(sqlite_error(failed))?;
+            let Some((candidate, previous_state, trace_context)) = candidate else {
+                return Ok(None);
+            };
+            transaction
+                .execute(
+                    "UPDATE dumps SET ownership_state = 'running', ownership_reason = NULL, \
+                     ownership_attempts = ownership_attempts + 1, ownership_lease_worker = ?2, \
+                     ownership_lease_expires_at_unix_ms = ?3 WHERE dump_id = ?1",
+                    params![candidate, worker, lease_expires_at_unix_ms],
+                )
+                .map_err(sqlite_error(failed))?;
+            let id: DumpId = candidate.parse().map_err(|_| {
+                CatalogError::internal_message(format!("stored dump id {candidate:?} is malformed"))
+            })?;
+            let dump = select_dump(&transaction, &id)?.ok_or_else(|| {
+                CatalogError::internal_message(format!("dump {id} vanished while it was claimed"))
+            })?;
+            transaction.commit().map_err(sqlite_error(failed))?;
+            Ok(Some(Job {
+                attempt: dump.ownership_attempts,
+                dump,
+                worker,
+                lease_expires_at_unix_ms,
+                // Only a lapsed lease makes a running pass claimable.
+                after_expired_lease: previous_state == OwnershipState::Running.as_str(),
+                trace_context,
+            }))
+        })
+        .await
+    }
+
+    async fn renew_ownership_lease(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<i64> {
+        check_worker(worker)?;
+        let lease_ms = lease_millis(lease)?;
+        let id = id.clone();
+        let worker = worker.to_owned();
+        self.with_connection(move |connection| {
+            let lease_expires_at_unix_ms = unix_now_ms().saturating_add(lease_ms);
+            update_held_job(
+                connection,
+                JobKind::Ownership,
+                &id,
+                &worker,
+                &format!(
+                    "UPDATE dumps SET ownership_lease_expires_at_unix_ms = ?3 \
+                     WHERE {OWNERSHIP_HELD_BY_WORKER}"
+                ),
+                &[&lease_expires_at_unix_ms],
+                &format!("failed to renew the lease on the ownership pass of dump {id}"),
+            )?;
+            Ok(lease_expires_at_unix_ms)
+        })
+        .await
+    }
+
+    async fn complete_ownership_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        outcome: OwnershipOutcome,
+    ) -> Result<()> {
+        check_worker(worker)?;
+        let (state, reason_opt) = ownership_outcome_parts(&outcome)?;
+        let reason_opt = reason_opt.map(str::to_owned);
+        let id = id.clone();
+        let worker = worker.to_owned();
+        self.with_connection(move |connection| {
+            update_held_job(
+                connection,
+                JobKind::Ownership,
+                &id,
+                &worker,
+                &format!(
+                    "UPDATE dumps SET ownership_state = ?3, ownership_reason = ?4, \
+                     ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL \
+                     WHERE {OWNERSHIP_HELD_BY_WORKER}"
+                ),
+                &[&state, &reason_opt],
+                &format!("failed to complete the ownership pass of dump {id}"),
+            )
+        })
+        .await
+    }
+
+    async fn fail_ownership_job(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<OwnershipState> {
+        check_worker(worker)?;
+        check_reason(reason)?;
+        check_max_attempts(max_attempts)?;
+        let id = id.clone();
+        let worker = worker.to_owned();
+        let reason = reason.to_owned();
+        self.with_connection(move |connection| {
+            // Every expression reads the row as it was before the update, so the attempt
+            // count decides both the state and whether the reason is kept.
+            let stored: Option<(String, Option<String>)> = connection
+                .query_row(
+                    &format!(
+                        "UPDATE dumps SET \
+                         ownership_state = CASE WHEN ownership_attempts < ?3 \
+                         THEN 'queued' ELSE 'failed' END, \
+                         ownership_reason = CASE WHEN ownership_attempts < ?3 \
+                         THEN NULL ELSE ?4 END, \
+                         ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL \
+                         WHERE {OWNERSHIP_HELD_BY_WORKER} \
+                         RETURNING ownership_state, ownership_reason"
+                    ),
+                    params![id.as_str(), worker, max_attempts, reason],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sqlite_error(format!(
+                    "failed to fail the ownership pass of dump {id}"
+                )))?;
+            let Some((state, reason_opt)) = stored else {
+                return Err(lease_error(connection, JobKind::Ownership, &id, &worker)?);
+            };
+            OwnershipState::from_parts(&state, reason_opt).map_err(|_| {
+                CatalogError::internal_message(format!(
+                    "dump {id} has unknown stored ownership state {state:?}"
+                ))
+            })
+        })
+        .await
+    }
+
+    async fn release_ownership_job(&self, id: &DumpId, worker: &str) -> Result<()> {
+        check_worker(worker)?;
+        let id = id.clone();
+        let worker = worker.to_owned();
+        self.with_connection(move |connection| {
+            update_held_job(
+                connection,
+                JobKind::Ownership,
+                &id,
+                &worker,
+                &format!(
+                    "UPDATE dumps SET ownership_state = 'queued', \
+                     ownership_attempts = MAX(ownership_attempts - 1, 0), \
+                     ownership_lease_worker = NULL, ownership_lease_expires_at_unix_ms = NULL \
+                     WHERE {OWNERSHIP_HELD_BY_WORKER}"
+                ),
+                &[],
+                &format!("failed to release the ownership pass of dump {id}"),
             )
         })
         .await
@@ -795,7 +1096,7 @@ impl Catalog for SqliteCatalog {
                 .query_row(
                     &format!(
                         "UPDATE dumps SET status = 'failed', failure_reason = ?3, \
-                         lease_worker = NULL, lease_expires_at_unix_ms = NULL \
+                         lease_worker = NULL, lease_expires_at_unix_ms = NULL, {DROP_OWNERSHIP} \
                          WHERE dump_id = ?1 AND {NOT_UNDER_LIVE_LEASE} RETURNING {DUMP_COLUMNS}"
                     ),
                     params![id.as_str(), unix_now_ms(), DELETION_REASON],

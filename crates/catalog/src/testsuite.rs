@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use crate::catalog::{Catalog, DELETION_REASON};
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, ProcessKey,
-    QueueStats,
+    DumpFilter, DumpId, DumpRecord, DumpStatus, DumpStatusKind, Job, NewDump, OwnershipOutcome,
+    OwnershipState, ProcessKey, QueueStats,
 };
 
 /// Returns a tenant name no other suite run uses, even against a shared database.
@@ -612,6 +612,44 @@ const EXPIRING_LEASE: Duration = Duration::from_millis(1);
 /// How long a test waits for an expired lease to become claimable before it fails.
 const EXPIRY_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Registers a dump in `tenant` taken at `taken_at_unix` and marks it ready, which queues its
+/// ownership pass (sample dumps have an object key).
+async fn register_ready(catalog: &dyn Catalog, tenant: &str, taken_at_unix: i64) -> DumpId {
+    let id = register(catalog, sample_dump(tenant, "web-1", 1, "", taken_at_unix)).await;
+    catalog.mark_ready(&id, 10, 0).await.expect("mark ready");
+    id
+}
+
+/// Claims one ownership pass of `tenant` for `worker` with [`LONG_LEASE`].
+async fn claim_ownership(catalog: &dyn Catalog, worker: &str, tenant: &str) -> Option<Job> {
+    catalog
+        .claim_ownership_job(worker, LONG_LEASE, Some(tenant))
+        .await
+        .expect("claim an ownership pass")
+}
+
+/// Claims an ownership pass of `tenant` for `worker`, polling until one is claimable or the
+/// deadline passes: how a test waits for another worker's ownership lease to expire.
+async fn claim_ownership_when_expired(catalog: &dyn Catalog, worker: &str, tenant: &str) -> Job {
+    let deadline = Instant::now() + EXPIRY_DEADLINE;
+    loop {
+        if let Some(job) = claim_ownership(catalog, worker, tenant).await {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ownership pass of {tenant} became claimable within {EXPIRY_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads a dump's ownership pass and attempt count.
+async fn ownership_of(catalog: &dyn Catalog, id: &DumpId) -> (Option<OwnershipState>, u32) {
+    let record = catalog.get_dump(id).await.expect("get");
+    (record.ownership, record.ownership_attempts)
+}
+
 /// Registers a dump in `tenant` taken at `taken_at_unix` and queues it.
 async fn register_queued(catalog: &dyn Catalog, tenant: &str, taken_at_unix: i64) -> DumpId {
     let id = register(catalog, sample_dump(tenant, "web-1", 1, "", taken_at_unix)).await;
@@ -1097,8 +1135,11 @@ pub async fn test_catalog_begin_delete_withdraws_the_dump(catalog: &dyn Catalog)
     for id in [&queued, &ready, &importing] {
         let before = catalog.get_dump(id).await.expect("get");
         let withdrawn = catalog.begin_delete(id).await.expect("begin delete");
+        // Withdrawn from `ready`, the dump loses its ownership pass too.
         let expected = DumpRecord {
             status: being_deleted(),
+            ownership: None,
+            ownership_attempts: 0,
             ..before
         };
         assert_eq!(withdrawn, expected);
@@ -1242,7 +1283,24 @@ pub async fn check_claim_job_spans_tenants(catalog: &dyn Catalog) {
     {
         claimed.push(job.dump.id);
     }
-    assert_eq!(claimed, vec![first, second]);
+    assert_eq!(claimed, vec![first.clone(), second.clone()]);
+
+    // So does an ownership claim, once the ingests completed (in the other order).
+    for id in [&second, &first] {
+        catalog
+            .complete_job(id, "worker-a", 1, 0)
+            .await
+            .expect("complete");
+    }
+    let mut owned = Vec::new();
+    while let Some(job) = catalog
+        .claim_ownership_job("owner-a", LONG_LEASE, None)
+        .await
+        .expect("claim an ownership pass from any tenant")
+    {
+        owned.push(job.dump.id);
+    }
+    assert_eq!(owned, vec![first, second]);
 }
 
 /// Registers a dump, drops `catalog`, reopens with `reopen` and checks that the dump and its
@@ -1445,6 +1503,601 @@ pub async fn test_catalog_queue_stats_counts_the_backlog(catalog: &dyn Catalog) 
     assert_eq!((done.queued, done.ingesting), (1, 0));
 }
 
+/// A successful ingest queues the ownership pass of a dump with an object key, by the queue
+/// (`complete_job`) or not (`mark_ready`); a dump without one, or not ready yet, has none.
+pub async fn test_catalog_ownership_is_queued_after_ingest_with_an_object_key(
+    catalog: &dyn Catalog,
+) {
+    let tenant = unique_tenant("ownership-queued");
+    let with_key = register_queued(catalog, &tenant, 100).await;
+    let mut local = sample_dump(&tenant, "web-2", 2, "", 100);
+    local.object_key = None;
+    let without_key = register(catalog, local).await;
+    assert!(catalog.enqueue(&without_key).await.expect("enqueue"));
+    for id in [&with_key, &without_key] {
+        assert_eq!(
+            ownership_of(catalog, id).await,
+            (None, 0),
+            "queued: no pass"
+        );
+    }
+    for expected in [&with_key, &without_key] {
+        let job = claim(catalog, "worker-a", &tenant).await.expect("a job");
+        assert_eq!(&job.dump.id, expected);
+        assert_eq!((job.dump.ownership, job.dump.ownership_attempts), (None, 0));
+        catalog
+            .complete_job(&job.dump.id, "worker-a", 10, 0)
+            .await
+            .expect("complete");
+    }
+    assert_eq!(
+        ownership_of(catalog, &with_key).await,
+        (Some(OwnershipState::Queued), 0)
+    );
+    assert_eq!(ownership_of(catalog, &without_key).await, (None, 0));
+
+    let imported_with_key = register_ready(catalog, &tenant, 200).await;
+    assert_eq!(
+        ownership_of(catalog, &imported_with_key).await,
+        (Some(OwnershipState::Queued), 0)
+    );
+    let mut imported = sample_dump(&tenant, "web-2", 2, "", 200);
+    imported.object_key = None;
+    let imported_without_key = register(catalog, imported).await;
+    catalog
+        .mark_ready(&imported_without_key, 10, 0)
+        .await
+        .expect("mark ready");
+    assert_eq!(
+        ownership_of(catalog, &imported_without_key).await,
+        (None, 0)
+    );
+    let uploaded = register(catalog, sample_dump(&tenant, "web-3", 3, "", 100)).await;
+    assert_eq!(ownership_of(catalog, &uploaded).await, (None, 0));
+
+    // Only the dumps with a key are claimable, oldest registration first.
+    let first = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("a pass");
+    let second = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("a pass");
+    assert_eq!(
+        (first.dump.id, second.dump.id),
+        (with_key, imported_with_key)
+    );
+    assert!(claim_ownership(catalog, "owner-a", &tenant).await.is_none());
+}
+
+/// The holder claims, renews and completes a pass (ready, or skipped with a reason); a claim
+/// counts an ownership attempt and records the lease; a finished pass is not claimed again and
+/// its worker's late calls are `Conflict`; unknown dumps are `NotFound`; bad arguments
+/// `Invalid`.
+pub async fn test_catalog_ownership_claim_renew_and_complete(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("ownership-complete");
+    let ready = register_ready(catalog, &tenant, 100).await;
+    let skipped = register_ready(catalog, &tenant, 200).await;
+    let before_ms = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_millis(),
+    )
+    .expect("milliseconds fit in i64");
+    let job = catalog
+        .claim_ownership_job("owner-a", Duration::from_secs(1), Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("a queued pass");
+    assert_eq!(job.dump.id, ready);
+    assert_eq!(job.worker, "owner-a");
+    assert_eq!((job.attempt, job.dump.ownership_attempts), (1, 1));
+    assert_eq!(job.dump.ownership, Some(OwnershipState::Running));
+    assert_eq!(job.dump.status, DumpStatus::Ready, "the dump stays ready");
+    assert!(!job.after_expired_lease);
+    // Generous slack: PostgreSQL's clock need not agree with this machine's to the second.
+    assert!(job.lease_expires_at_unix_ms > before_ms - 30_000, "{job:?}");
+    assert_eq!(catalog.get_dump(&ready).await.expect("get"), job.dump);
+
+    let renewed = catalog
+        .renew_ownership_lease(&ready, "owner-a", LONG_LEASE)
+        .await
+        .expect("renew");
+    assert!(
+        renewed >= job.lease_expires_at_unix_ms + 599_000,
+        "{renewed} extends {job:?}"
+    );
+    catalog
+        .complete_ownership_job(&ready, "owner-a", OwnershipOutcome::Ready)
+        .await
+        .expect("complete");
+    let done = catalog.get_dump(&ready).await.expect("get");
+    assert_eq!(
+        (done.status, done.ownership, done.ownership_attempts),
+        (DumpStatus::Ready, Some(OwnershipState::Ready), 1)
+    );
+
+    let second = claim_ownership(catalog, "owner-b", &tenant)
+        .await
+        .expect("the next pass");
+    assert_eq!(second.dump.id, skipped);
+    let reason = "the dump is larger than the pass's memory limit";
+    catalog
+        .complete_ownership_job(
+            &skipped,
+            "owner-b",
+            OwnershipOutcome::Skipped {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+        .expect("complete as skipped");
+    assert_eq!(
+        ownership_of(catalog, &skipped).await,
+        (
+            Some(OwnershipState::Skipped {
+                reason: reason.to_owned()
+            }),
+            1
+        )
+    );
+    assert!(claim_ownership(catalog, "owner-a", &tenant).await.is_none());
+
+    assert_conflict(
+        catalog
+            .renew_ownership_lease(&ready, "owner-a", LONG_LEASE)
+            .await,
+        "renewal after completion",
+    );
+    assert_conflict(
+        catalog
+            .complete_ownership_job(&ready, "owner-a", OwnershipOutcome::Ready)
+            .await,
+        "a second completion",
+    );
+    let missing = sample_dump(&tenant, "web-1", 1, "", 999).dump_id();
+    let outcomes: Vec<Result<()>> = vec![
+        catalog
+            .renew_ownership_lease(&missing, "owner-a", LONG_LEASE)
+            .await
+            .map(drop),
+        catalog
+            .complete_ownership_job(&missing, "owner-a", OwnershipOutcome::Ready)
+            .await,
+        catalog
+            .fail_ownership_job(&missing, "owner-a", "x", 3)
+            .await
+            .map(drop),
+        catalog.release_ownership_job(&missing, "owner-a").await,
+    ];
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, Err(CatalogError::NotFound(_))),
+            "{outcome:?}"
+        );
+    }
+    let invalid: Vec<Result<()>> = vec![
+        catalog
+            .claim_ownership_job("", LONG_LEASE, Some(&tenant))
+            .await
+            .map(drop),
+        catalog
+            .claim_ownership_job("owner-a", Duration::ZERO, Some(&tenant))
+            .await
+            .map(drop),
+        catalog
+            .claim_ownership_job("bad\0worker", LONG_LEASE, Some(&tenant))
+            .await
+            .map(drop),
+        catalog
+            .complete_ownership_job(
+                &ready,
+                "owner-a",
+                OwnershipOutcome::Skipped {
+                    reason: "a\0b".to_owned(),
+                },
+            )
+            .await,
+        catalog
+            .fail_ownership_job(&ready, "owner-a", "x", 0)
+            .await
+            .map(drop),
+    ];
+    for outcome in invalid {
+        assert!(
+            matches!(outcome, Err(CatalogError::Invalid(_))),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// A failed pass goes back to the queue until it has had `max_attempts` attempts, then fails
+/// for good with the reason, the dump still ready; a new ingest starts it afresh.
+pub async fn test_catalog_ownership_fail_retries_until_max_attempts(catalog: &dyn Catalog) {
+    const MAX_ATTEMPTS: u32 = 3;
+    let tenant = unique_tenant("ownership-retry");
+    let id = register_ready(catalog, &tenant, 100).await;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let job = claim_ownership(catalog, "owner-a", &tenant)
+            .await
+            .expect("the pass is queued again");
+        assert_eq!((job.dump.id.clone(), job.attempt), (id.clone(), attempt));
+        let reason = format!("object gone (attempt {attempt})");
+        let state = catalog
+            .fail_ownership_job(&id, "owner-a", &reason, MAX_ATTEMPTS)
+            .await
+            .expect("fail");
+        let stored = catalog.get_dump(&id).await.expect("get");
+        assert_eq!(stored.ownership.as_ref(), Some(&state));
+        assert_eq!(stored.ownership_attempts, attempt);
+        assert_eq!(stored.status, DumpStatus::Ready);
+        if attempt < MAX_ATTEMPTS {
+            assert_eq!(state, OwnershipState::Queued);
+        } else {
+            assert_eq!(state, OwnershipState::Failed { reason });
+        }
+    }
+    assert!(claim_ownership(catalog, "owner-a", &tenant).await.is_none());
+    assert_conflict(
+        catalog
+            .fail_ownership_job(&id, "owner-a", "late", MAX_ATTEMPTS)
+            .await,
+        "failing a pass that already failed",
+    );
+
+    // Marking the dump ready again (a new ingest) queues a fresh pass with a full budget.
+    catalog.mark_ready(&id, 10, 0).await.expect("ready again");
+    assert_eq!(
+        ownership_of(catalog, &id).await,
+        (Some(OwnershipState::Queued), 0)
+    );
+    let job = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("queued afresh");
+    assert_eq!(job.attempt, 1);
+}
+
+/// A worker shutting down gives its pass back: queued again, the attempt not counted, and the
+/// next claim takes it at once.
+pub async fn test_catalog_ownership_release_gives_back_the_attempt(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("ownership-release");
+    let id = register_ready(catalog, &tenant, 100).await;
+    let job = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("claim");
+    assert_eq!(job.attempt, 1);
+    catalog
+        .release_ownership_job(&id, "owner-a")
+        .await
+        .expect("release");
+    assert_eq!(
+        ownership_of(catalog, &id).await,
+        (Some(OwnershipState::Queued), 0)
+    );
+    let again = claim_ownership(catalog, "owner-b", &tenant)
+        .await
+        .expect("a released pass is claimable at once");
+    assert_eq!((again.dump.id, again.attempt), (id.clone(), 1));
+    assert!(!again.after_expired_lease);
+    assert_conflict(
+        catalog.release_ownership_job(&id, "owner-a").await,
+        "release after the pass moved on",
+    );
+}
+
+/// A crashed worker's ownership lease expires and another worker takes the pass over (a
+/// second attempt); the first can then neither renew, complete, fail nor release it.
+pub async fn test_catalog_ownership_expired_lease_is_claimed_by_another_worker(
+    catalog: &dyn Catalog,
+) {
+    let tenant = unique_tenant("ownership-expiry");
+    let id = register_ready(catalog, &tenant, 100).await;
+    let crashed = catalog
+        .claim_ownership_job("owner-a", EXPIRING_LEASE, Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("a queued pass");
+    assert_eq!(crashed.attempt, 1);
+    let taken_over = claim_ownership_when_expired(catalog, "owner-b", &tenant).await;
+    assert_eq!(taken_over.dump.id, id);
+    assert_eq!(
+        (taken_over.worker.as_str(), taken_over.attempt),
+        ("owner-b", 2)
+    );
+    assert!(taken_over.after_expired_lease, "a take-over");
+
+    assert_conflict(
+        catalog
+            .renew_ownership_lease(&id, "owner-a", LONG_LEASE)
+            .await,
+        "renewal by the worker that lost the lease",
+    );
+    assert_conflict(
+        catalog
+            .complete_ownership_job(&id, "owner-a", OwnershipOutcome::Ready)
+            .await,
+        "completion by the worker that lost the lease",
+    );
+    assert_conflict(
+        catalog.fail_ownership_job(&id, "owner-a", "late", 5).await,
+        "failure by the worker that lost the lease",
+    );
+    assert_conflict(
+        catalog.release_ownership_job(&id, "owner-a").await,
+        "release by the worker that lost the lease",
+    );
+    catalog
+        .complete_ownership_job(&id, "owner-b", OwnershipOutcome::Ready)
+        .await
+        .expect("complete by the new holder");
+    assert_eq!(
+        ownership_of(catalog, &id).await,
+        (Some(OwnershipState::Ready), 2)
+    );
+}
+
+/// Only the holder of a running pass may end it: another worker, a pass still queued, and a
+/// dump that is not ready get `Conflict`, and the ingest queue's calls do not touch the pass.
+pub async fn test_catalog_ownership_only_the_holder_ends_the_pass(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("ownership-holder");
+    let held = register_ready(catalog, &tenant, 100).await;
+    let queued_pass = register_ready(catalog, &tenant, 200).await;
+    let ingesting = register_queued(catalog, &tenant, 300).await;
+    claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("claim the oldest pass");
+    assert_eq!(
+        claim(catalog, "worker-a", &tenant)
+            .await
+            .expect("the ingest job")
+            .dump
+            .id,
+        ingesting
+    );
+    for (id, what) in [
+        (&held, "another worker's pass"),
+        (&queued_pass, "a pass nobody holds"),
+        (&ingesting, "a dump still ingesting"),
+    ] {
+        let worker = if id == &held { "owner-b" } else { "owner-a" };
+        assert_conflict(
+            catalog.renew_ownership_lease(id, worker, LONG_LEASE).await,
+            &format!("renewal of {what}"),
+        );
+        assert_conflict(
+            catalog
+                .complete_ownership_job(id, worker, OwnershipOutcome::Ready)
+                .await,
+            &format!("completion of {what}"),
+        );
+        assert_conflict(
+            catalog.fail_ownership_job(id, worker, "x", 3).await,
+            &format!("failure of {what}"),
+        );
+        assert_conflict(
+            catalog.release_ownership_job(id, worker).await,
+            &format!("release of {what}"),
+        );
+    }
+    // The ingest worker's lease is not the pass's, nor the other way round.
+    assert_conflict(
+        catalog
+            .complete_ownership_job(&ingesting, "worker-a", OwnershipOutcome::Ready)
+            .await,
+        "completion of a pass by the ingest's worker",
+    );
+    assert_conflict(
+        catalog.complete_job(&held, "owner-a", 1, 0).await,
+        "completion of an ingest by the pass's worker",
+    );
+    assert_eq!(
+        ownership_of(catalog, &held).await,
+        (Some(OwnershipState::Running), 1)
+    );
+    assert_eq!(
+        ownership_of(catalog, &queued_pass).await,
+        (Some(OwnershipState::Queued), 0)
+    );
+}
+
+/// A dump that leaves `ready` drops its pass: set failed (the pass's worker then loses it),
+/// enqueued again and claimed for ingest, it has none; the re-ingest's completion queues a new
+/// pass with no attempts.
+pub async fn test_catalog_reingest_clears_the_ownership_state(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("ownership-reingest");
+    let id = register_queued(catalog, &tenant, 100).await;
+    claim(catalog, "worker-a", &tenant).await.expect("claim");
+    catalog
+        .complete_job(&id, "worker-a", 10, 0)
+        .await
+        .expect("complete");
+    claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("claim the pass");
+
+    catalog
+        .mark_failed(&id, "re-ingest asked for")
+        .await
+        .expect("fail the dump");
+    assert_eq!(ownership_of(catalog, &id).await, (None, 0));
+    assert_conflict(
+        catalog
+            .complete_ownership_job(&id, "owner-a", OwnershipOutcome::Ready)
+            .await,
+        "completion of a pass the dump dropped",
+    );
+    assert!(catalog.enqueue(&id).await.expect("enqueue"));
+    assert_eq!(ownership_of(catalog, &id).await, (None, 0));
+    let job = claim(catalog, "worker-a", &tenant)
+        .await
+        .expect("re-ingest");
+    assert_eq!((job.dump.ownership, job.dump.ownership_attempts), (None, 0));
+    assert!(claim_ownership(catalog, "owner-a", &tenant).await.is_none());
+    catalog
+        .complete_job(&id, "worker-a", 12, 0)
+        .await
+        .expect("complete the re-ingest");
+    assert_eq!(
+        ownership_of(catalog, &id).await,
+        (Some(OwnershipState::Queued), 0)
+    );
+
+    // A finished pass is dropped too, and set_status to any state but ready drops it.
+    let pass = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("the new pass");
+    assert_eq!(pass.attempt, 1);
+    catalog
+        .complete_ownership_job(&id, "owner-a", OwnershipOutcome::Ready)
+        .await
+        .expect("complete the pass");
+    catalog
+        .set_status(&id, DumpStatus::Ready)
+        .await
+        .expect("set ready");
+    assert_eq!(
+        ownership_of(catalog, &id).await,
+        (Some(OwnershipState::Ready), 1),
+        "setting a ready dump ready keeps its pass"
+    );
+    catalog
+        .set_status(&id, DumpStatus::Queued)
+        .await
+        .expect("set queued");
+    assert_eq!(ownership_of(catalog, &id).await, (None, 0));
+}
+
+/// A dump whose ownership pass a worker holds under a live lease is neither withdrawn nor
+/// deleted (`Conflict` naming the worker, nothing changed); once the pass ended, or its lease
+/// expired, both succeed and the withdrawn dump has no pass.
+pub async fn test_catalog_delete_refuses_a_dump_under_a_live_ownership_lease(
+    catalog: &dyn Catalog,
+) {
+    let tenant = unique_tenant("ownership-delete");
+    let id = register_ready(catalog, &tenant, 100).await;
+    let job = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("claim");
+    for outcome in [
+        catalog.begin_delete(&id).await.map(drop),
+        catalog.delete_dump(&id).await,
+    ] {
+        match outcome {
+            Err(CatalogError::Conflict(message)) => {
+                assert!(message.contains("owner-a"), "{message}");
+            }
+            other => panic!("a delete under a live ownership lease: {other:?}"),
+        }
+    }
+    assert_eq!(
+        catalog.get_dump(&id).await.expect("get"),
+        job.dump,
+        "a refused delete changes nothing"
+    );
+    catalog
+        .complete_ownership_job(&id, "owner-a", OwnershipOutcome::Ready)
+        .await
+        .expect("the worker completes its pass");
+    let withdrawn = catalog.begin_delete(&id).await.expect("begin the delete");
+    assert_eq!(withdrawn.status, being_deleted());
+    assert_eq!(
+        (withdrawn.ownership, withdrawn.ownership_attempts),
+        (None, 0)
+    );
+    catalog.delete_dump(&id).await.expect("delete");
+
+    // A crashed worker's expired lease does not hold the delete up.
+    let crashed = register_ready(catalog, &tenant, 200).await;
+    catalog
+        .claim_ownership_job("owner-a", EXPIRING_LEASE, Some(&tenant))
+        .await
+        .expect("claim")
+        .expect("a queued pass");
+    let deadline = Instant::now() + EXPIRY_DEADLINE;
+    loop {
+        match catalog.begin_delete(&crashed).await {
+            Ok(withdrawn) => {
+                assert_eq!(withdrawn.ownership, None);
+                break;
+            }
+            Err(CatalogError::Conflict(_)) => {}
+            Err(error) => panic!("begin_delete after the lease expired: {error:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ownership lease on {crashed} did not expire within {EXPIRY_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_conflict(
+        catalog
+            .complete_ownership_job(&crashed, "owner-a", OwnershipOutcome::Ready)
+            .await,
+        "completion after the delete began",
+    );
+    assert!(claim_ownership(catalog, "owner-b", &tenant).await.is_none());
+    catalog.delete_dump(&crashed).await.expect("delete");
+}
+
+/// An ownership claim for one tenant takes only that tenant's passes.
+pub async fn test_catalog_claim_ownership_job_honours_the_tenant(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("ownership-tenant");
+    let other_tenant = unique_tenant("ownership-tenant-other");
+    let other = register_ready(catalog, &other_tenant, 100).await;
+    let own = register_ready(catalog, &tenant, 200).await;
+    let job = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("the tenant's pass");
+    assert_eq!(job.dump.id, own);
+    assert!(claim_ownership(catalog, "owner-a", &tenant).await.is_none());
+    let other_job = claim_ownership(catalog, "owner-a", &other_tenant)
+        .await
+        .expect("the other tenant's pass");
+    assert_eq!(other_job.dump.id, other);
+}
+
+/// `queue_stats` counts a tenant's queued and running ownership passes, apart from its ingest
+/// jobs and never finished passes.
+pub async fn test_catalog_queue_stats_counts_ownership_jobs(catalog: &dyn Catalog) {
+    let tenant = unique_tenant("ownership-stats");
+    let first = register_ready(catalog, &tenant, 100).await;
+    register_ready(catalog, &tenant, 200).await;
+    register_ready(catalog, &tenant, 300).await;
+    register_queued(catalog, &tenant, 400).await;
+    let counts = |stats: QueueStats| {
+        (
+            stats.queued,
+            stats.ingesting,
+            stats.ownership_queued,
+            stats.ownership_running,
+        )
+    };
+    let stats = catalog.queue_stats(Some(&tenant)).await.expect("stats");
+    assert_eq!(counts(stats), (1, 0, 3, 0));
+
+    let job = claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("claim");
+    assert_eq!(job.dump.id, first);
+    claim_ownership(catalog, "owner-a", &tenant)
+        .await
+        .expect("claim");
+    let stats = catalog.queue_stats(Some(&tenant)).await.expect("stats");
+    assert_eq!(counts(stats), (1, 0, 1, 2));
+    let everywhere = catalog.queue_stats(None).await.expect("stats");
+    assert!(
+        everywhere.ownership_queued >= 1 && everywhere.ownership_running >= 2,
+        "{everywhere:?}"
+    );
+
+    catalog
+        .complete_ownership_job(&first, "owner-a", OwnershipOutcome::Ready)
+        .await
+        .expect("complete");
+    let stats = catalog.queue_stats(Some(&tenant)).await.expect("stats");
+    assert_eq!(counts(stats), (1, 0, 1, 1));
+}
+
 /// Runs every backend-independent behaviour against `catalog`.
 pub async fn run_catalog_test_suite(catalog: &dyn Catalog) {
     test_catalog_register_dump_returns_the_record(catalog).await;
@@ -1474,4 +2127,14 @@ pub async fn run_catalog_test_suite(catalog: &dyn Catalog) {
     test_catalog_fail_job_retries_until_max_attempts(catalog).await;
     test_catalog_release_job_keeps_the_attempt(catalog).await;
     test_catalog_complete_job_marks_the_dump_ready(catalog).await;
+    test_catalog_ownership_is_queued_after_ingest_with_an_object_key(catalog).await;
+    test_catalog_ownership_claim_renew_and_complete(catalog).await;
+    test_catalog_ownership_fail_retries_until_max_attempts(catalog).await;
+    test_catalog_ownership_release_gives_back_the_attempt(catalog).await;
+    test_catalog_ownership_expired_lease_is_claimed_by_another_worker(catalog).await;
+    test_catalog_ownership_only_the_holder_ends_the_pass(catalog).await;
+    test_catalog_reingest_clears_the_ownership_state(catalog).await;
+    test_catalog_delete_refuses_a_dump_under_a_live_ownership_lease(catalog).await;
+    test_catalog_claim_ownership_job_honours_the_tenant(catalog).await;
+    test_catalog_queue_stats_counts_ownership_jobs(catalog).await;
 }

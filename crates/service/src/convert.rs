@@ -1,7 +1,9 @@
 //! Conversions between the catalog's domain types and the ingest API's messages, both ways, so
 //! the servers and the command-line client agree on every field.
 
-use heapfleet_catalog::{DumpId, DumpRecord, DumpStatus, DumpStatusKind, ProcessKey};
+use heapfleet_catalog::{
+    DumpId, DumpRecord, DumpStatus, DumpStatusKind, OwnershipState, ProcessKey,
+};
 use heapfleet_proto::ingest::v1 as pb;
 
 /// The API state of a status kind.
@@ -54,16 +56,37 @@ pub fn dump_to_proto(record: &DumpRecord) -> pb::Dump {
         objects: record.objects,
         bad_lines: record.bad_lines,
         registered_at_unix: record.registered_at_unix,
+        ownership_state: record
+            .ownership
+            .as_ref()
+            .map(OwnershipState::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        ownership_reason: record
+            .ownership
+            .as_ref()
+            .and_then(OwnershipState::reason)
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 
-/// An API message as a catalog record (the client side); fails on a malformed id or state.
+/// An API message as a catalog record (the client side); fails on a malformed id, state or
+/// ownership state. The message carries no object key nor ownership attempt count, so the
+/// record has none.
 pub fn dump_from_proto(dump: pb::Dump) -> anyhow::Result<DumpRecord> {
     let id: DumpId = dump.dump_id.parse()?;
     let state = pb::DumpState::try_from(dump.state)
         .map_err(|_| anyhow::anyhow!("dump {id} has unknown state {}", dump.state))?;
     let kind = kind_of(state).ok_or_else(|| anyhow::anyhow!("dump {id} has no state"))?;
     let reason_opt = (kind == DumpStatusKind::Failed).then_some(dump.failure_reason);
+    let ownership = match dump.ownership_state.as_str() {
+        "" => None,
+        name => Some(
+            OwnershipState::from_parts(name, Some(dump.ownership_reason))
+                .map_err(|_| anyhow::anyhow!("dump {id} has unknown ownership state {name:?}"))?,
+        ),
+    };
     Ok(DumpRecord {
         id,
         process: ProcessKey {
@@ -87,6 +110,8 @@ pub fn dump_from_proto(dump: pb::Dump) -> anyhow::Result<DumpRecord> {
         bad_lines: dump.bad_lines,
         registered_at_unix: dump.registered_at_unix,
         object_key: None,
+        ownership,
+        ownership_attempts: 0,
     })
 }
 
@@ -123,8 +148,36 @@ mod tests {
             bad_lines: 2,
             registered_at_unix: 1_700_000_100,
             object_key: None,
+            ownership: None,
+            ownership_attempts: 0,
         };
         let back = dump_from_proto(dump_to_proto(&record)).unwrap();
         assert_eq!(back, record);
+        for ownership in [
+            OwnershipState::Queued,
+            OwnershipState::Running,
+            OwnershipState::Ready,
+            OwnershipState::Skipped {
+                reason: "too many objects".to_owned(),
+            },
+            OwnershipState::Failed {
+                reason: "object gone".to_owned(),
+            },
+        ] {
+            let with_pass = DumpRecord {
+                status: DumpStatus::Ready,
+                ownership: Some(ownership),
+                ..record.clone()
+            };
+            let message = dump_to_proto(&with_pass);
+            assert_eq!(
+                message.ownership_state,
+                with_pass.ownership.as_ref().unwrap().as_str()
+            );
+            assert_eq!(dump_from_proto(message).unwrap(), with_pass);
+        }
+        let mut unknown = dump_to_proto(&record);
+        unknown.ownership_state = "dominating".to_owned();
+        assert!(dump_from_proto(unknown).is_err());
     }
 }
