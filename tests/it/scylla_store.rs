@@ -138,3 +138,104 @@ async fn test_scylla_store_reads_site_rows_stored_by_schema_version_1() {
         Err(heapfleet_storage::StorageError::NotFound(_))
     ));
 }
+
+/// Ownership site rows that belong to no stored summary (left by a writer that raced another
+/// or was cut short, under the same dump id) are never read: whole reads and site reads see
+/// exactly the rows of the write the summary names, and a summary whose rows went missing is
+/// an internal error, not a shorter answer.
+#[tokio::test]
+async fn test_scylla_store_reads_only_the_ownership_rows_of_the_stored_write() {
+    let Some(store) = connect().await else { return };
+    let uri = service_url("HEAPFLEET_TEST_SCYLLA_URI").expect("service is configured");
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(uri)
+        .build()
+        .await
+        .expect("connect");
+    session
+        .use_keyspace("heapfleet_test", false)
+        .await
+        .expect("keyspace");
+    let dump = heapfleet_storage::testsuite::unique_dump_id("ownership-stale-rows");
+    let other = heapfleet_storage::testsuite::unique_dump_id("ownership-stale-source");
+    let ownership = heapfleet_storage::testsuite::sample_ownership(1);
+    let other_ownership = heapfleet_storage::testsuite::ownership_with_sites(4, 9);
+    store.put_dump_ownership(&dump, &ownership).await.unwrap();
+    store
+        .put_dump_ownership(&other, &other_ownership)
+        .await
+        .unwrap();
+    let rows_of = |dump: String| {
+        let session = &session;
+        async move {
+            session
+                .query_unpaged(
+                    "SELECT site_hash, position, write_id, site FROM ownership_sites WHERE dump_id = ?",
+                    (dump,),
+                )
+                .await
+                .unwrap()
+                .into_rows_result()
+                .unwrap()
+                .rows::<(i64, i32, i64, Vec<u8>)>()
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        }
+    };
+    let own_rows = rows_of(dump.clone()).await;
+    let other_rows = rows_of(other.clone()).await;
+    let row_at = |position: i32| {
+        own_rows
+            .iter()
+            .find(|row| row.1 == position)
+            .expect("a row per position")
+    };
+    let write_id = row_at(0).2;
+    // Another write's rows, as a writer racing this one would leave them: one under the first
+    // site's hash and position holding another site (which a hash collision could also put
+    // there), and one of a site the stored results do not have.
+    for (site_hash, position, blob) in [
+        (row_at(0).0, 0, other_rows[0].3.clone()),
+        (other_rows[1].0, 1, other_rows[1].3.clone()),
+    ] {
+        session
+            .query_unpaged(
+                "INSERT INTO ownership_sites (dump_id, site_hash, position, write_id, site) \
+                 VALUES (?, ?, ?, ?, ?)",
+                (&dump, site_hash, position, write_id - 1, blob),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.get_dump_ownership(&dump).await.unwrap(), ownership);
+    let asked = [
+        other_ownership.sites[1].site.clone(),
+        other_ownership.sites[0].site.clone(),
+        ownership.sites[0].site.clone(),
+    ];
+    let read = store.site_ownership(&[&dump], &asked).await.unwrap();
+    assert_eq!(read[0].sites, vec![ownership.sites[0].clone()]);
+
+    // A row of the stored write gone missing: damaged, not a smaller dump.
+    let (site_hash, position, _, _) = *row_at(1);
+    session
+        .query_unpaged(
+            "DELETE FROM ownership_sites WHERE dump_id = ? AND site_hash = ? AND write_id = ? \
+             AND position = ?",
+            (&dump, site_hash, write_id, position),
+        )
+        .await
+        .unwrap();
+    let result = store.get_dump_ownership(&dump).await;
+    assert!(
+        matches!(
+            result,
+            Err(heapfleet_storage::StorageError::Internal { .. })
+        ),
+        "{result:?}"
+    );
+    for stored in [&dump, &other] {
+        store.delete_dump(stored).await.unwrap();
+    }
+}

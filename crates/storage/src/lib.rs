@@ -1,5 +1,6 @@
-//! The aggregate store: per-dump site totals, duplicated strings, roots, parse statistics and
-//! the chunked object index that diffs read.
+//! The aggregate store: per-dump site totals, duplicated strings, roots, parse statistics, the
+//! chunked object index that diffs read, and each dump's ownership results (retained sizes and
+//! owners per site).
 //!
 //! Callers hold an `Arc<dyn AggregateStore>` ([`AggregateStore`]) and speak the domain types of
 //! `heapfleet-analysis`. [`SqliteStore`] is the embedded, durable store of single-node mode;
@@ -15,6 +16,7 @@
 mod columns;
 mod error;
 mod memory;
+mod ownership_pack;
 mod scylla;
 mod site_pack;
 mod sqlite;
@@ -26,4 +28,4 @@ pub use error::{BoxError, Result, StorageError};
 pub use memory::MemoryStore;
 pub use scylla::{ScyllaConfig, ScyllaConsistency, ScyllaStore};
 pub use sqlite::{STORE_FILE_NAME, SqliteStore};
-pub use store::{AggregateStore, DumpSiteStats, SiteSeriesPoint};
+pub use store::{AggregateStore, DumpSiteOwnership, DumpSiteStats, SiteSeriesPoint};

@@ -6,12 +6,16 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use heapfleet_analysis::{DumpAggregates, IndexedDump, SiteGenerationStats};
+use heapfleet_analysis::{
+    DumpAggregates, DumpOwnership, IndexedDump, SiteGenerationStats, SiteKey,
+};
 
 use crate::error::Result;
+use crate::ownership_pack::{AskedSites, check_distinct_sites};
 use crate::store::{
-    AggregateStore, aggregates_not_found, check_dump_id, decode_index_chunk, first_missing_chunk,
-    index_not_found, missing_chunk_error, sorted_site_rows, with_sites,
+    AggregateStore, DumpSiteOwnership, aggregates_not_found, check_dump_id, decode_index_chunk,
+    first_missing_chunk, index_not_found, missing_chunk_error, ownership_not_found,
+    sorted_site_rows, with_sites,
 };
 
 /// An in-memory [`AggregateStore`].
@@ -28,6 +32,7 @@ struct MemoryDump {
     chunks: BTreeMap<u32, Vec<u8>>,
     /// `Some(count)` once the index is finished.
     finished_chunk_count_opt: Option<u32>,
+    ownership_opt: Option<DumpOwnership>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -124,6 +129,51 @@ impl AggregateStore for MemoryStore {
             sites: aggregates.index_sites.clone(),
             entries,
         })
+    }
+
+    async fn put_dump_ownership(&self, dump: &str, ownership: &DumpOwnership) -> Result<()> {
+        check_dump_id(dump)?;
+        check_distinct_sites(dump, ownership)?;
+        let stored = ownership.clone();
+        self.lock()
+            .entry(dump.to_owned())
+            .or_default()
+            .ownership_opt = Some(stored);
+        Ok(())
+    }
+
+    async fn get_dump_ownership(&self, dump: &str) -> Result<DumpOwnership> {
+        check_dump_id(dump)?;
+        self.lock()
+            .get(dump)
+            .and_then(|stored| stored.ownership_opt.clone())
+            .ok_or_else(|| ownership_not_found(dump))
+    }
+
+    async fn site_ownership(
+        &self,
+        dumps: &[&str],
+        sites: &[SiteKey],
+    ) -> Result<Vec<DumpSiteOwnership>> {
+        for dump in dumps {
+            check_dump_id(dump)?;
+        }
+        let asked = AskedSites::new(sites);
+        let stored = self.lock();
+        Ok(dumps
+            .iter()
+            .map(|dump| {
+                let rows = stored
+                    .get(*dump)
+                    .and_then(|stored| stored.ownership_opt.as_ref())
+                    .map(|ownership| asked.pick_from(&ownership.sites))
+                    .unwrap_or_default();
+                DumpSiteOwnership {
+                    dump: (*dump).to_owned(),
+                    sites: rows,
+                }
+            })
+            .collect())
     }
 
     async fn delete_dump(&self, dump: &str) -> Result<()> {

@@ -17,10 +17,24 @@
 //! written after every other block, so a reader that finds block 0 finds them all.
 //! Statements are prepared once at connect.
 //!
+//! Ownership results (`ownership_pack.rs`) are stored apart from the aggregates: a summary row
+//! (`dump_ownership`) and one row per site (`ownership_sites`, clustered by a hash of the site so
+//! that a read of a few sites across many dumps is one multi-partition request of those rows
+//! only). A rewrite deletes the summary row, then the dump's site rows, writes the new site rows
+//! in bounded single-partition batches, and writes the summary row last. The summary names its
+//! write (`write_id`, part of every site row's key too, so two writers racing on one dump never
+//! overwrite each other's rows): a reader keeps only the site rows of the write the summary
+//! names and checks that the summary did not change while it read, so it never mixes two
+//! writes.
+//!
 //! Only this module (in the whole workspace) speaks CQL.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::scylla::client::session::Session;
 use ::scylla::client::session_builder::SessionBuilder;
@@ -34,21 +48,26 @@ use ::scylla::statement::batch::{Batch, BatchType};
 use ::scylla::statement::prepared::PreparedStatement;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use heapfleet_analysis::{DumpAggregates, IndexedDump, SiteGenerationStats, SiteKey, Totals};
+use heapfleet_analysis::{
+    DumpAggregates, DumpOwnership, IndexedDump, SiteGenerationStats, SiteKey, Totals,
+};
 
 use crate::columns::{
     NO_GENERATION, SiteColumns, StoredSite, decode_json, encode_json, from_column_integer,
 };
 use crate::error::{Result, StorageError};
+use crate::ownership_pack::{self, AskedSites, OwnershipDecoder};
 use crate::site_pack;
 use crate::store::{
-    AggregateStore, DumpSiteStats, aggregates_not_found, check_dump_id, decode_index_chunk,
-    index_not_found, missing_chunk_error, sort_site_rows, sorted_site_rows,
+    AggregateStore, DumpSiteOwnership, DumpSiteStats, aggregates_not_found, check_dump_id,
+    decode_index_chunk, index_not_found, missing_chunk_error, ownership_not_found, sort_site_rows,
+    sorted_site_rows,
 };
 
 /// The schema version this build writes and reads.
 /// Version 2 added `site_blocks`; version 1 keyspaces are read as they are.
-const SCHEMA_VERSION: i32 = 2;
+/// Version 3 added `dump_ownership` and `ownership_sites`.
+const SCHEMA_VERSION: i32 = 3;
 /// The schema, statements separated by lines holding only `;`.
 const SCHEMA: &str = include_str!("scylla/schema.cql");
 /// Rows per unlogged batch: every batch holds rows of one partition only.
@@ -59,6 +78,20 @@ const CONCURRENT_REQUESTS: usize = 8;
 /// Dumps whose site blocks one bulk read asks for (`WHERE dump_id IN ...`): a process's dumps
 /// usually fit in one request, and the coordinator reads the partitions in parallel.
 const DUMPS_PER_BULK_READ: usize = 16;
+
+/// Bytes of ownership site rows per unlogged batch (a single larger row goes alone). Rows are
+/// up to a few KiB each, so counting rows alone would let a batch of [`ROWS_PER_BATCH`] grow to a
+/// megabyte or more; bounded bytes keep each request well inside the server's mutation size
+/// limit and write timeout.
+const OWNERSHIP_BYTES_PER_BATCH: usize = 256 * 1024;
+
+/// Site hashes one ownership read asks for (`site_hash IN ...`), below ScyllaDB's default limit
+/// of 100 clustering-key restrictions per query.
+const SITES_PER_OWNERSHIP_READ: usize = 64;
+
+/// Times a `site_ownership` read starts over when a dump's ownership results were rewritten
+/// while it read, before it gives up with `Conflict`.
+const OWNERSHIP_READ_ATTEMPTS: usize = 3;
 
 /// Consistency level of every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +163,14 @@ struct Statements {
     insert_index_state: PreparedStatement,
     delete_index_state: PreparedStatement,
     select_index_state: PreparedStatement,
+    insert_ownership: PreparedStatement,
+    delete_ownership: PreparedStatement,
+    select_ownership: PreparedStatement,
+    select_ownership_writes: PreparedStatement,
+    insert_ownership_site: PreparedStatement,
+    delete_ownership_sites: PreparedStatement,
+    select_ownership_sites: PreparedStatement,
+    select_ownership_sites_of_dumps: PreparedStatement,
 }
 
 /// The aggregate store on ScyllaDB (or Cassandra).
@@ -156,6 +197,15 @@ type SiteRow = (String, i64, String, String, i64, i64, i64, i64, i64, i64);
 
 /// The columns of a site block: dump, block number, block count (block 0 only), packed rows.
 type SiteBlockRow = (String, i32, Option<i32>, Vec<u8>);
+
+/// The columns of a `dump_ownership` row: write id, site count, summary blob.
+type OwnershipRow = (i64, i32, Vec<u8>);
+
+/// The columns of an `ownership_sites` row of a whole-dump read: position, write id, blob.
+type OwnershipSiteRow = (i32, i64, Vec<u8>);
+
+/// The columns of an `ownership_sites` row of a multi-dump read: dump, write id, blob.
+type DumpOwnershipSiteRow = (String, i64, Vec<u8>);
 
 impl ScyllaStore {
     /// Connects, creates the keyspace and tables if missing (refusing a schema newer than this
@@ -390,10 +440,28 @@ impl ScyllaStore {
     where
         V: ::scylla::serialize::row::SerializeRow + Sync,
     {
-        let batches: Vec<(Batch, &[V])> = rows
-            .chunks(ROWS_PER_BATCH)
+        self.write_batches(statement, rows.chunks(ROWS_PER_BATCH).collect(), dump)
+            .await
+    }
+
+    /// Writes each group of rows (all of one partition) as one unlogged batch, several batches
+    /// in flight.
+    async fn write_batches<V>(
+        &self,
+        statement: &PreparedStatement,
+        groups: Vec<&[V]>,
+        dump: &str,
+    ) -> Result<()>
+    where
+        V: ::scylla::serialize::row::SerializeRow + Sync,
+    {
+        let batches: Vec<(Batch, &[V])> = groups
+            .into_iter()
             .map(|chunk| {
                 let mut batch = Batch::new(BatchType::Unlogged);
+                if let Some(consistency) = statement.get_consistency() {
+                    batch.set_consistency(consistency);
+                }
                 for _ in chunk {
                     batch.append_statement(statement.clone());
                 }
@@ -412,6 +480,130 @@ impl ScyllaStore {
             )))?;
         }
         Ok(())
+    }
+
+    /// Returns the write id of each of `dumps` (at most [`DUMPS_PER_BULK_READ`]) that has
+    /// ownership results.
+    async fn ownership_writes(&self, dumps: &[&str]) -> Result<HashMap<String, i64>> {
+        let action = || {
+            format!(
+                "failed to look up the ownership results of dumps {}",
+                dumps.join(", ")
+            )
+        };
+        let result = self
+            .session
+            .execute_unpaged(&self.statements.select_ownership_writes, (dumps,))
+            .await
+            .map_err(cql_error(action()))?;
+        let rows = result.into_rows_result().map_err(internal(action()))?;
+        rows.rows::<(String, i64)>()
+            .map_err(internal(action()))?
+            .collect::<std::result::Result<HashMap<_, _>, _>>()
+            .map_err(internal(action()))
+    }
+
+    /// Reads the ownership rows of the asked sites of `dumps` (at most
+    /// [`DUMPS_PER_BULK_READ`]), starting over if a dump's results are rewritten meanwhile.
+    async fn read_site_ownership_group(
+        &self,
+        dumps: &[&str],
+        asked: &AskedSites,
+    ) -> Result<Vec<DumpSiteOwnership>> {
+        for _ in 0..OWNERSHIP_READ_ATTEMPTS {
+            let before = self.ownership_writes(dumps).await?;
+            let stored: Vec<&str> = dumps
+                .iter()
+                .copied()
+                .filter(|dump| before.contains_key(*dump))
+                .collect();
+            let mut rows: Vec<DumpOwnershipSiteRow> = Vec::new();
+            if !stored.is_empty() {
+                // A few requests in sequence: the leak report asks for tens of sites.
+                for hashes in asked.hashes().chunks(SITES_PER_OWNERSHIP_READ) {
+                    rows.extend(self.read_ownership_sites_of_dumps(&stored, hashes).await?);
+                }
+            }
+            // A rewrite deletes the summary before it touches a site row and writes it after the
+            // last one: if no summary changed, the rows read belong to the summaries read.
+            let after = if stored.is_empty() {
+                before.clone()
+            } else {
+                self.ownership_writes(&stored).await?
+            };
+            let unchanged = stored
+                .iter()
+                .all(|dump| before.get(*dump) == after.get(*dump));
+            if !unchanged {
+                continue;
+            }
+            let mut decoder = OwnershipDecoder::new();
+            return dumps
+                .iter()
+                .map(|dump| {
+                    let own_rows = match before.get(*dump) {
+                        Some(&write_id) => rows
+                            .iter()
+                            .filter(|row| row.0 == *dump && row.1 == write_id)
+                            .map(|row| decoder.site(dump, &row.2))
+                            .collect::<Result<Vec<_>>>()?,
+                        None => Vec::new(),
+                    };
+                    Ok(DumpSiteOwnership {
+                        dump: (*dump).to_owned(),
+                        sites: asked.pick(own_rows),
+                    })
+                })
+                .collect();
+        }
+        Err(StorageError::Conflict(format!(
+            "the ownership results of dumps {} kept changing while they were read",
+            dumps.join(", ")
+        )))
+    }
+
+    /// Reads the `ownership_sites` rows of `dumps` with one of `hashes`, paged.
+    async fn read_ownership_sites_of_dumps(
+        &self,
+        dumps: &[&str],
+        hashes: &[i64],
+    ) -> Result<Vec<DumpOwnershipSiteRow>> {
+        let action = || {
+            format!(
+                "failed to read the site ownership of dumps {}",
+                dumps.join(", ")
+            )
+        };
+        let pager = self
+            .session
+            .execute_iter(
+                self.statements.select_ownership_sites_of_dumps.clone(),
+                (dumps, hashes),
+            )
+            .await
+            .map_err(cql_error(action()))?;
+        pager
+            .rows_stream::<DumpOwnershipSiteRow>()
+            .map_err(internal(action()))?
+            .try_collect()
+            .await
+            .map_err(cql_error(action()))
+    }
+
+    /// Reads every `ownership_sites` row of the dump, paged.
+    async fn read_all_ownership_sites(&self, dump: &str) -> Result<Vec<OwnershipSiteRow>> {
+        let action = || format!("failed to read the site ownership of dump {dump}");
+        let pager = self
+            .session
+            .execute_iter(self.statements.select_ownership_sites.clone(), (dump,))
+            .await
+            .map_err(cql_error(action()))?;
+        pager
+            .rows_stream::<OwnershipSiteRow>()
+            .map_err(internal(action()))?
+            .try_collect()
+            .await
+            .map_err(cql_error(action()))
     }
 }
 
@@ -622,8 +814,147 @@ impl AggregateStore for ScyllaStore {
         Ok(IndexedDump { sites, entries })
     }
 
+    async fn put_dump_ownership(&self, dump: &str, ownership: &DumpOwnership) -> Result<()> {
+        check_dump_id(dump)?;
+        let encoded = ownership_pack::encode_off_runtime(dump, ownership).await?;
+        let write_id = next_write_id();
+        let site_rows: Vec<(&str, i64, i64, i32, &[u8])> = encoded
+            .sites
+            .iter()
+            .map(|row| {
+                (
+                    dump,
+                    row.site_hash,
+                    write_id,
+                    row.position,
+                    row.bytes.as_slice(),
+                )
+            })
+            .collect();
+        let groups: Vec<&[(&str, i64, i64, i32, &[u8])]> = batch_ranges(
+            encoded.sites.iter().map(|row| row.bytes.len()),
+            ROWS_PER_BATCH,
+            OWNERSHIP_BYTES_PER_BATCH,
+        )
+        .into_iter()
+        .map(|range| &site_rows[range])
+        .collect();
+
+        // The summary goes first and comes back last, so a reader finds either no results or
+        // a summary whose site rows are all written; the session's monotonic client-side
+        // timestamps put these deletes before the inserts below.
+        self.execute(
+            &self.statements.delete_ownership,
+            (dump,),
+            "clear the ownership results of",
+            dump,
+        )
+        .await?;
+        self.execute(
+            &self.statements.delete_ownership_sites,
+            (dump,),
+            "clear the site ownership of",
+            dump,
+        )
+        .await?;
+        self.write_batches(&self.statements.insert_ownership_site, groups, dump)
+            .await?;
+        self.execute(
+            &self.statements.insert_ownership,
+            (dump, write_id, encoded.site_count, encoded.summary),
+            "store the ownership results of",
+            dump,
+        )
+        .await
+    }
+
+    async fn get_dump_ownership(&self, dump: &str) -> Result<DumpOwnership> {
+        check_dump_id(dump)?;
+        let Some((write_id, site_count, summary)) = self
+            .first_row::<OwnershipRow>(
+                &self.statements.select_ownership,
+                (dump,),
+                "read the ownership results of",
+                dump,
+            )
+            .await?
+        else {
+            return Err(ownership_not_found(dump));
+        };
+        let rows: Vec<(i32, Vec<u8>)> = self
+            .read_all_ownership_sites(dump)
+            .await?
+            .into_iter()
+            .filter(|row| row.1 == write_id)
+            .map(|(position, _, blob)| (position, blob))
+            .collect();
+        if usize::try_from(site_count) != Ok(rows.len()) {
+            // Rows missing: rewritten (or deleted) since the summary was read, or damaged.
+            let now = self.ownership_writes(&[dump]).await?;
+            if now.get(dump) != Some(&write_id) {
+                return Err(ownership_not_found(dump));
+            }
+        }
+        let dump = dump.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut decoder = OwnershipDecoder::new();
+            let ownership = decoder.summary(&dump, &summary)?;
+            ownership_pack::assemble(&dump, &mut decoder, ownership, i64::from(site_count), rows)
+        })
+        .await
+        .map_err(|join_error| StorageError::Internal {
+            message: "decoding ownership results panicked".to_owned(),
+            source: Some(join_error.into()),
+        })?
+    }
+
+    async fn site_ownership(
+        &self,
+        dumps: &[&str],
+        sites: &[SiteKey],
+    ) -> Result<Vec<DumpSiteOwnership>> {
+        for dump in dumps {
+            check_dump_id(dump)?;
+        }
+        let asked = AskedSites::new(sites);
+        if asked.is_empty() {
+            return Ok(dumps
+                .iter()
+                .map(|dump| DumpSiteOwnership {
+                    dump: (*dump).to_owned(),
+                    sites: Vec::new(),
+                })
+                .collect());
+        }
+        // One multi-partition read per group of dumps and of sites, several groups in flight;
+        // the answer keeps the given order.
+        let reads: Vec<_> = dumps
+            .chunks(DUMPS_PER_BULK_READ)
+            .map(|group| self.read_site_ownership_group(group, &asked))
+            .collect();
+        let groups: Vec<Vec<DumpSiteOwnership>> = futures::stream::iter(reads)
+            .buffered(CONCURRENT_REQUESTS)
+            .try_collect()
+            .await?;
+        Ok(groups.into_iter().flatten().collect())
+    }
+
     async fn delete_dump(&self, dump: &str) -> Result<()> {
         check_dump_id(dump)?;
+        self.execute(
+            &self.statements.delete_ownership,
+            (dump,),
+            "delete the ownership results of",
+            dump,
+        )
+        .await?;
+        self.execute(
+            &self.statements.delete_ownership_sites,
+            (dump,),
+            "delete the site ownership of",
+            dump,
+        )
+        .await?;
         self.execute(
             &self.statements.delete_aggregates,
             (dump,),
@@ -767,6 +1098,50 @@ fn unpack_sites(dump: &str, blocks: &[SiteBlockRow]) -> Result<Option<Vec<SiteGe
     Ok(Some(sites))
 }
 
+/// Returns an id for one write of a dump's ownership results that no other write of this
+/// process uses, and, as it starts from the clock in nanoseconds, almost surely none of
+/// another process either.
+fn next_write_id() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since_epoch| {
+            i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
+        });
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or_else(|last| last);
+    now.max(previous.saturating_add(1))
+}
+
+/// Splits rows of the given sizes into consecutive batches of at most `max_rows` rows and, but
+/// for a single larger row, at most `max_bytes` bytes.
+fn batch_ranges(
+    sizes: impl IntoIterator<Item = usize>,
+    max_rows: usize,
+    max_bytes: usize,
+) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    let mut end = 0;
+    for size in sizes {
+        if end > start && (end - start == max_rows || bytes + size > max_bytes) {
+            ranges.push(start..end);
+            start = end;
+            bytes = 0;
+        }
+        bytes += size;
+        end += 1;
+    }
+    if end > start {
+        ranges.push(start..end);
+    }
+    ranges
+}
+
 fn chunk_index(chunk_number: u32, dump: &str) -> Result<i32> {
     i32::try_from(chunk_number).map_err(|_| {
         StorageError::Invalid(format!(
@@ -908,6 +1283,34 @@ async fn prepare_statements(session: &Session, consistency: Consistency) -> Resu
         insert_index_state: prepare("INSERT INTO index_state (dump_id, chunk_count) VALUES (?, ?)".to_owned()).await?,
         delete_index_state: prepare("DELETE FROM index_state WHERE dump_id = ?".to_owned()).await?,
         select_index_state: prepare("SELECT chunk_count FROM index_state WHERE dump_id = ?".to_owned()).await?,
+        insert_ownership: prepare(
+            "INSERT INTO dump_ownership (dump_id, write_id, site_count, summary) VALUES (?, ?, ?, ?)".to_owned(),
+        )
+        .await?,
+        delete_ownership: prepare("DELETE FROM dump_ownership WHERE dump_id = ?".to_owned()).await?,
+        select_ownership: prepare(
+            "SELECT write_id, site_count, summary FROM dump_ownership WHERE dump_id = ?".to_owned(),
+        )
+        .await?,
+        select_ownership_writes: prepare(
+            "SELECT dump_id, write_id FROM dump_ownership WHERE dump_id IN ?".to_owned(),
+        )
+        .await?,
+        insert_ownership_site: prepare(
+            "INSERT INTO ownership_sites (dump_id, site_hash, write_id, position, site) VALUES (?, ?, ?, ?, ?)"
+                .to_owned(),
+        )
+        .await?,
+        delete_ownership_sites: prepare("DELETE FROM ownership_sites WHERE dump_id = ?".to_owned()).await?,
+        select_ownership_sites: prepare(
+            "SELECT position, write_id, site FROM ownership_sites WHERE dump_id = ?".to_owned(),
+        )
+        .await?,
+        select_ownership_sites_of_dumps: prepare(
+            "SELECT dump_id, write_id, site FROM ownership_sites WHERE dump_id IN ? AND site_hash IN ?"
+                .to_owned(),
+        )
+        .await?,
     })
 }
 
@@ -1038,6 +1441,21 @@ mod tests {
     }
 
     #[test]
+    fn test_batch_ranges_bound_rows_and_bytes() {
+        assert_eq!(batch_ranges([10; 5], 2, 1_000), vec![0..2, 2..4, 4..5]);
+        assert_eq!(batch_ranges([40, 40, 40, 10], 10, 100), vec![0..2, 2..4]);
+        // A row larger than the byte bound goes alone.
+        assert_eq!(batch_ranges([10, 500, 10], 10, 100), vec![0..1, 1..2, 2..3]);
+        assert!(batch_ranges([], 10, 100).is_empty());
+    }
+
+    #[test]
+    fn test_next_write_id_never_repeats() {
+        let ids: Vec<i64> = (0..1_000).map(|_| next_write_id()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
     fn test_schema_statements_avoid_cql_that_only_one_server_has() {
         // The statements only: the file's comments name the forbidden CQL on purpose.
         let schema: String = SCHEMA
@@ -1061,6 +1479,6 @@ mod tests {
             .split("\n;\n")
             .filter(|statement| statement.contains("CREATE TABLE"))
             .count();
-        assert_eq!(statements, 6);
+        assert_eq!(statements, 8);
     }
 }

@@ -5,9 +5,10 @@
 //! order at open, each bumping `PRAGMA user_version`, all in one transaction; a file written by a
 //! newer build is refused. The schema file explains the tables and how site keys are encoded.
 //!
-//! Atomicity: every write runs in one immediate transaction, so `put_dump_aggregates` replaces a
-//! dump's rows all at once and a reader (each read runs in one transaction too) never sees half
-//! of a put.
+//! Atomicity: every write runs in one immediate transaction, so `put_dump_aggregates` and
+//! `put_dump_ownership` replace a dump's rows all at once and a reader (each read runs in one
+//! transaction too) never sees half of a put. Ownership results are stored as the blobs of
+//! `ownership_pack.rs`, a site's row found through an index on (dump, site hash).
 //!
 //! Concurrency: one connection behind a mutex, driven from `spawn_blocking` so SQLite's blocking
 //! I/O and index decoding never stall the async runtime.
@@ -18,7 +19,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use heapfleet_analysis::{DumpAggregates, IndexedDump, SiteGenerationStats, SiteKey, Totals};
+use heapfleet_analysis::{
+    DumpAggregates, DumpOwnership, IndexedDump, SiteGenerationStats, SiteKey, Totals,
+};
 use heapfleet_sqlite::{BlockingConnection, Migration};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -27,20 +30,27 @@ use crate::columns::{
     to_column_integer,
 };
 use crate::error::{Result, StorageError};
+use crate::ownership_pack::{self, AskedSites, EncodedOwnership, OwnershipDecoder};
 use crate::store::{
-    AggregateStore, DumpSiteStats, SiteSeriesPoint, aggregates_not_found, check_dump_id,
-    decode_index_chunk, first_missing_chunk, index_not_found, missing_chunk_error, sort_site_rows,
-    sorted_site_rows, with_sites,
+    AggregateStore, DumpSiteOwnership, DumpSiteStats, SiteSeriesPoint, aggregates_not_found,
+    check_dump_id, decode_index_chunk, first_missing_chunk, index_not_found, missing_chunk_error,
+    ownership_not_found, sort_site_rows, sorted_site_rows, with_sites,
 };
 
 /// The store's file name inside the directory given to [`SqliteStore::open`].
 pub const STORE_FILE_NAME: &str = "store.sqlite";
 
 /// Every schema step, in order. Append only: a released step never changes.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/sqlite/0001_create_aggregates.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/sqlite/0001_create_aggregates.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/sqlite/0002_create_ownership.sql"),
+    },
+];
 
 /// The embedded aggregate store: a SQLite file in WAL mode with `synchronous=FULL`.
 pub struct SqliteStore {
@@ -109,6 +119,20 @@ impl SqliteStore {
         T: Send + 'static,
         F: Fn(&Transaction<'_>, String) -> Result<T> + Send + 'static,
     {
+        self.read_dumps_on_bulk_reader(dumps, move |transaction, dump| {
+            require_aggregates(transaction, &dump)?;
+            read(transaction, dump)
+        })
+        .await
+    }
+
+    /// Reads something from each of `dumps` in one read transaction on one of the bulk
+    /// readers.
+    async fn read_dumps_on_bulk_reader<T, F>(&self, dumps: &[&str], mut read: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: FnMut(&Transaction<'_>, String) -> Result<T> + Send + 'static,
+    {
         for dump in dumps {
             check_dump_id(dump)?;
         }
@@ -124,10 +148,7 @@ impl SqliteStore {
                     .map_err(sqlite_error("failed to begin a read"))?;
                 dumps
                     .into_iter()
-                    .map(|dump| {
-                        require_aggregates(&transaction, &dump)?;
-                        read(&transaction, dump)
-                    })
+                    .map(|dump| read(&transaction, dump))
                     .collect()
             })
             .await
@@ -399,6 +420,105 @@ fn read_site_sum(transaction: &Transaction<'_>, dump: &str, site: &SiteKey) -> R
     totals_from_sql(sums, dump)
 }
 
+/// Replaces the dump's ownership results with `encoded`, inside the caller's transaction.
+fn write_ownership(
+    transaction: &Transaction<'_>,
+    dump: &str,
+    encoded: &EncodedOwnership,
+) -> Result<()> {
+    let write_error = || {
+        sqlite_error(format!(
+            "failed to write the ownership results of dump {dump}"
+        ))
+    };
+    for table in ["ownership_sites", "dump_ownership"] {
+        transaction
+            .execute(
+                &format!("DELETE FROM {table} WHERE dump_id = ?1"),
+                params![dump],
+            )
+            .map_err(write_error())?;
+    }
+    let mut insert_site = transaction
+        .prepare_cached(
+            "INSERT INTO ownership_sites (dump_id, position, site_hash, site) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(write_error())?;
+    for row in &encoded.sites {
+        insert_site
+            .execute(params![dump, row.position, row.site_hash, row.bytes])
+            .map_err(write_error())?;
+    }
+    transaction
+        .execute(
+            "INSERT INTO dump_ownership (dump_id, site_count, summary) VALUES (?1, ?2, ?3)",
+            params![dump, encoded.site_count, encoded.summary],
+        )
+        .map_err(write_error())?;
+    Ok(())
+}
+
+/// Reads the dump's whole ownership results; `NotFound` if none are stored.
+fn read_ownership(transaction: &Transaction<'_>, dump: &str) -> Result<DumpOwnership> {
+    let read_error = || {
+        sqlite_error(format!(
+            "failed to read the ownership results of dump {dump}"
+        ))
+    };
+    let summary: Option<(i64, Vec<u8>)> = transaction
+        .query_row(
+            "SELECT site_count, summary FROM dump_ownership WHERE dump_id = ?1",
+            params![dump],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(read_error())?;
+    let (site_count, summary) = summary.ok_or_else(|| ownership_not_found(dump))?;
+    let rows: Vec<(i32, Vec<u8>)> = transaction
+        .prepare_cached(
+            "SELECT position, site FROM ownership_sites WHERE dump_id = ?1 ORDER BY position",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![dump], |row| Ok((row.get(0)?, row.get(1)?)))
+                .and_then(Iterator::collect)
+        })
+        .map_err(read_error())?;
+    let mut decoder = OwnershipDecoder::new();
+    let ownership = decoder.summary(dump, &summary)?;
+    ownership_pack::assemble(dump, &mut decoder, ownership, site_count, rows)
+}
+
+/// Reads the rows of the asked sites the dump has, through the hash index.
+fn read_site_ownership(
+    transaction: &Transaction<'_>,
+    dump: &str,
+    asked: &AskedSites,
+    decoder: &mut OwnershipDecoder,
+) -> Result<DumpSiteOwnership> {
+    let read_error = || sqlite_error(format!("failed to read the site ownership of dump {dump}"));
+    let mut statement = transaction
+        .prepare_cached("SELECT site FROM ownership_sites WHERE dump_id = ?1 AND site_hash = ?2")
+        .map_err(read_error())?;
+    let mut rows = Vec::new();
+    for site_hash in asked.hashes() {
+        let mut found = statement
+            .query(params![dump, site_hash])
+            .map_err(read_error())?;
+        while let Some(row) = found.next().map_err(read_error())? {
+            let blob = row
+                .get_ref(0)
+                .and_then(|value| Ok(value.as_blob()?))
+                .map_err(read_error())?;
+            rows.push(decoder.site(dump, blob)?);
+        }
+    }
+    Ok(DumpSiteOwnership {
+        dump: dump.to_owned(),
+        sites: asked.pick(rows),
+    })
+}
+
 /// Reads and decodes a finished index, streaming chunk blobs one at a time.
 fn read_index(transaction: &Transaction<'_>, dump: &str) -> Result<IndexedDump> {
     let chunk_count: i64 = transaction
@@ -591,6 +711,50 @@ impl AggregateStore for SqliteStore {
         .await
     }
 
+    async fn put_dump_ownership(&self, dump: &str, ownership: &DumpOwnership) -> Result<()> {
+        check_dump_id(dump)?;
+        // Encoded before the connection is taken, so other calls wait only for the writes.
+        let encoded = ownership_pack::encode_off_runtime(dump, ownership).await?;
+        let dump = dump.to_owned();
+        self.with_connection(move |connection| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error(format!(
+                    "failed to begin writing the ownership results of dump {dump}"
+                )))?;
+            write_ownership(&transaction, &dump, &encoded)?;
+            transaction.commit().map_err(sqlite_error(format!(
+                "failed to commit the ownership results of dump {dump}"
+            )))
+        })
+        .await
+    }
+
+    async fn get_dump_ownership(&self, dump: &str) -> Result<DumpOwnership> {
+        check_dump_id(dump)?;
+        let dump = dump.to_owned();
+        self.with_connection(move |connection| {
+            let transaction = connection
+                .transaction()
+                .map_err(sqlite_error("failed to begin a read"))?;
+            read_ownership(&transaction, &dump)
+        })
+        .await
+    }
+
+    async fn site_ownership(
+        &self,
+        dumps: &[&str],
+        sites: &[SiteKey],
+    ) -> Result<Vec<DumpSiteOwnership>> {
+        let asked = AskedSites::new(sites);
+        let mut decoder = OwnershipDecoder::new();
+        self.read_dumps_on_bulk_reader(dumps, move |transaction, dump| {
+            read_site_ownership(transaction, &dump, &asked, &mut decoder)
+        })
+        .await
+    }
+
     async fn delete_dump(&self, dump: &str) -> Result<()> {
         check_dump_id(dump)?;
         let dump = dump.to_owned();
@@ -605,6 +769,8 @@ impl AggregateStore for SqliteStore {
                 "index_sites",
                 "site_totals",
                 "dump_aggregates",
+                "ownership_sites",
+                "dump_ownership",
             ] {
                 transaction
                     .execute(

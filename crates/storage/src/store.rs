@@ -3,16 +3,18 @@
 //!
 //! The trait is shaped by the product's reads: one dump's views (its aggregates), a diff (object
 //! indexes), a site's timeline across one process's dumps ([`AggregateStore::site_series`]) and
-//! the fleet-wide leak report ([`AggregateStore::site_totals_for_dumps`]). Everything is keyed by
-//! dump, so a partitioned backend keeps each dump in partitions of its own and every read is one
-//! partition query per dump.
+//! the fleet-wide leak report ([`AggregateStore::site_totals_for_dumps`]), and a dump's ownership
+//! results, whole or a few sites across many dumps ([`AggregateStore::site_ownership`], the
+//! owners of the leak report's suspects). Everything is keyed by dump, so a partitioned backend
+//! keeps each dump in partitions of its own and every read is one partition query per dump.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
 use heapfleet_analysis::{
-    DumpAggregates, IndexEntry, IndexedDump, SiteGenerationStats, SiteKey, Totals, decode_chunk,
+    DumpAggregates, DumpOwnership, IndexEntry, IndexedDump, RetainedSite, SiteGenerationStats,
+    SiteKey, Totals, decode_chunk,
 };
 
 use crate::error::{Result, StorageError};
@@ -35,7 +37,18 @@ pub struct SiteSeriesPoint {
     pub totals: Totals,
 }
 
-/// Where per-dump aggregates and object indexes live.
+/// Some sites' ownership results in one dump, as [`AggregateStore::site_ownership`] returns
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpSiteOwnership {
+    /// The dump.
+    pub dump: String,
+    /// The stored rows (sizes and owners) of the asked sites the dump has, in the order asked;
+    /// empty when the dump has no ownership results.
+    pub sites: Vec<RetainedSite>,
+}
+
+/// Where per-dump aggregates, object indexes and ownership results live.
 ///
 /// Dumps are named by the catalog's dump id as a plain string (`&str`): this crate does not
 /// depend on the catalog, and the id is opaque here. An empty id is `Invalid`.
@@ -111,7 +124,36 @@ pub trait AggregateStore: Debug + Send + Sync + 'static {
     /// aggregates are stored.
     async fn load_index(&self, dump: &str) -> Result<IndexedDump>;
 
-    /// Removes everything stored for the dump: aggregates, site rows and object index.
+    /// Stores `ownership` as the dump's ownership results (what the ownership pass computes:
+    /// retained sizes and owners per site, sizes per class and type, the top of the dominator
+    /// tree), replacing whatever ownership results the dump had (never merging with them). The
+    /// same rules as [`AggregateStore::put_dump_aggregates`]: a reader never sees a mix of old
+    /// and new; the embedded stores switch atomically, a partitioned store may answer
+    /// `NotFound` (and [`AggregateStore::site_ownership`] no sites) while it rewrites. Independent
+    /// of the aggregates and the object index, which are left alone: a dump may have aggregates
+    /// and no ownership results yet. Fails with `Invalid` if a site repeats in `ownership.sites`.
+    async fn put_dump_ownership(&self, dump: &str, ownership: &DumpOwnership) -> Result<()>;
+
+    /// Returns the dump's ownership results, equal to what was put (sites in the order given);
+    /// `NotFound` if none are stored.
+    async fn get_dump_ownership(&self, dump: &str) -> Result<DumpOwnership>;
+
+    /// Returns, for each of `dumps` in the order given, the stored ownership rows of those of
+    /// `sites` the dump has, in the order of `sites` (a site asked twice is given once): the read
+    /// the fleet leak report makes for its suspects across many dumps. A dump without ownership
+    /// results gives an entry with no sites, not an error; a site the dump lacks is absent.
+    ///
+    /// Backends read only the asked sites' rows, never every site of every dump. A partitioned
+    /// store that finds a dump's results rewritten while it read reads again, and fails with
+    /// `Conflict` if they keep changing.
+    async fn site_ownership(
+        &self,
+        dumps: &[&str],
+        sites: &[SiteKey],
+    ) -> Result<Vec<DumpSiteOwnership>>;
+
+    /// Removes everything stored for the dump: aggregates, site rows, object index and
+    /// ownership results.
     /// Deleting a dump that has nothing stored succeeds, so a retried delete is harmless.
     async fn delete_dump(&self, dump: &str) -> Result<()>;
 }
@@ -210,6 +252,11 @@ pub(crate) fn missing_chunk_error(dump: &str, missing: u32, chunk_count: u32) ->
 /// The `NotFound` error for a dump without aggregates.
 pub(crate) fn aggregates_not_found(dump: &str) -> StorageError {
     StorageError::NotFound(format!("aggregates of dump {dump}"))
+}
+
+/// The `NotFound` error for a dump without ownership results.
+pub(crate) fn ownership_not_found(dump: &str) -> StorageError {
+    StorageError::NotFound(format!("ownership results of dump {dump}"))
 }
 
 /// The `NotFound` error for a dump whose index is absent or unfinished.

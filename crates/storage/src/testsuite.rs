@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use heapfleet_analysis::{
-    DumpAggregates, DuplicatedString, IndexEncoder, IndexEntry, SiteGenerationStats, SiteKey,
+    DominatorNode, DumpAggregates, DumpOwnership, DuplicatedString, IndexEncoder, IndexEntry,
+    OwnerSite, Retained, RetainedGroup, RetainedSite, SiteGenerationStats, SiteKey, SiteOwner,
     Totals,
 };
 use heapfleet_dump::{BadLine, BadLineReason, ObjectType, ParseStats};
 
 use crate::error::{Result, StorageError};
-use crate::store::{AggregateStore, DumpSiteStats, SiteSeriesPoint};
+use crate::store::{AggregateStore, DumpSiteOwnership, DumpSiteStats, SiteSeriesPoint};
 
 /// Returns a dump id no other suite run uses, even against a shared database.
 pub fn unique_dump_id(test_name: &str) -> String {
@@ -760,8 +761,607 @@ pub async fn test_store_delete_dump(store: &dyn AggregateStore) {
     );
 }
 
-/// Stores a dump, drops `store`, reopens with `reopen` and checks that aggregates and index are
-/// still there. Durable backends run this with their own reopen.
+/// Returns one site's ownership row: `owners` owners (a root among them), each with a path of a
+/// few steps, so that a row is about a kilobyte of JSON. `scale` multiplies the sizes.
+pub fn sample_retained_site(site: SiteKey, scale: u64, owners: usize) -> RetainedSite {
+    let owners = (0..owners)
+        .map(|number| {
+            let number_u64 = number as u64;
+            if number == 1 {
+                SiteOwner {
+                    owner: None,
+                    address: None,
+                    owner_objects: 1,
+                    root: "vm".to_owned(),
+                    path: vec!["vm".to_owned()],
+                    objects: scale,
+                    bytes: 40 * scale,
+                }
+            } else {
+                SiteOwner {
+                    owner: Some(OwnerSite {
+                        file: (number % 3 != 2).then(|| format!("/app/lib/holder_{number}.rb")),
+                        line: (number % 4 != 3).then_some(u32::try_from(number).unwrap_or(0)),
+                        object_type: ObjectType::Hash,
+                        class_name: Some(format!("Holder::N{number} \"naïve\"")),
+                    }),
+                    address: Some(0x7f00_0000_0000 + number_u64 * 40),
+                    owner_objects: number_u64 + 1,
+                    root: "global_list".to_owned(),
+                    path: vec![
+                        "global_list".to_owned(),
+                        "Object".to_owned(),
+                        "…".to_owned(),
+                        format!("Holder::N{number}"),
+                        "Hash".to_owned(),
+                    ],
+                    objects: 100 * scale + number_u64,
+                    bytes: 4_000 * scale + number_u64,
+                }
+            }
+        })
+        .collect();
+    RetainedSite {
+        site,
+        retained: Retained {
+            objects: 10 * scale,
+            shallow_bytes: 400 * scale,
+            retained_objects: 12 * scale,
+            retained_bytes: 480 * scale,
+        },
+        owners,
+    }
+}
+
+/// The sites of [`sample_ownership`], most retained bytes first: every awkward site key (absent
+/// file, line and class, an empty file and class name, non-ASCII and quoted text, the largest
+/// line).
+pub fn sample_ownership_sites() -> Vec<SiteKey> {
+    vec![
+        leaky_site(),
+        site(None, None, ObjectType::Hash, None),
+        site(Some(""), Some(0), ObjectType::Object, Some("")),
+        site(
+            Some("/app/lib/\"weird\" naïve.rb"),
+            Some(u32::MAX),
+            ObjectType::Unknown,
+            None,
+        ),
+        site(
+            Some("/gems/rack-2.2.8/lib/rack.rb"),
+            Some(9),
+            ObjectType::Array,
+            Some("Array"),
+        ),
+    ]
+}
+
+/// Returns ownership results exercising every stored part: sites with awkward keys, owners
+/// with and without an owner object, classes, types, a dominator tree, and sizes up to
+/// `u64::MAX`. `scale` multiplies the sizes so dumps differ.
+pub fn sample_ownership(scale: u64) -> DumpOwnership {
+    let sites: Vec<RetainedSite> = sample_ownership_sites()
+        .into_iter()
+        .enumerate()
+        .map(|(position, site)| sample_retained_site(site, scale * (10 - position as u64), 3))
+        .collect();
+    DumpOwnership {
+        objects: u64::MAX,
+        reachable_objects: 1_000 * scale,
+        reachable_bytes: 40_000 * scale,
+        sites,
+        classes: vec![
+            RetainedGroup {
+                key: "String".to_owned(),
+                retained: Retained {
+                    objects: 5,
+                    shallow_bytes: 200,
+                    retained_objects: 5,
+                    retained_bytes: 200 * scale,
+                },
+            },
+            RetainedGroup {
+                key: "(no class) \"x\" é".to_owned(),
+                retained: Retained::default(),
+            },
+        ],
+        types: vec![RetainedGroup {
+            key: "STRING".to_owned(),
+            retained: Retained {
+                objects: 5,
+                shallow_bytes: 200,
+                retained_objects: 5,
+                retained_bytes: 200 * scale,
+            },
+        }],
+        tree: vec![
+            DominatorNode {
+                parent: None,
+                depth: 0,
+                address: 0x7f00_0000_1000,
+                object_type: ObjectType::Hash,
+                class_name: Some("Hash".to_owned()),
+                file: Some("/app/cache.rb".to_owned()),
+                line: Some(3),
+                root: "global_list".to_owned(),
+                shallow_bytes: 160,
+                retained_objects: 900,
+                retained_bytes: 36_000 * scale,
+            },
+            DominatorNode {
+                parent: Some(0),
+                depth: 1,
+                address: 0x7f00_0000_2000,
+                object_type: ObjectType::String,
+                class_name: None,
+                file: None,
+                line: None,
+                root: "global_list".to_owned(),
+                shallow_bytes: 40,
+                retained_objects: 1,
+                retained_bytes: 40,
+            },
+        ],
+    }
+}
+
+/// Returns ownership results with `count` sites (`/app/file_<n % 37>.rb`, line `n`), each
+/// with five owners.
+pub fn ownership_with_sites(count: u32, scale: u64) -> DumpOwnership {
+    let mut ownership = sample_ownership(scale);
+    ownership.sites = (0..count)
+        .map(|line| {
+            let file = format!("/app/file_{}.rb", line % 37);
+            sample_retained_site(
+                site(Some(&file), Some(line), ObjectType::String, Some("String")),
+                scale + u64::from(count - line),
+                5,
+            )
+        })
+        .collect();
+    ownership
+}
+
+/// Ownership results read back equal what was put, every part and awkward site key included;
+/// they are independent of the aggregates: a dump may have either without the other.
+pub async fn test_store_ownership_round_trip(store: &dyn AggregateStore) {
+    let dump = unique_dump_id("ownership-round-trip");
+    let ownership = sample_ownership(1);
+    store
+        .put_dump_ownership(&dump, &ownership)
+        .await
+        .expect("put ownership");
+    assert_eq!(
+        store
+            .get_dump_ownership(&dump)
+            .await
+            .expect("get ownership"),
+        ownership
+    );
+    assert!(
+        is_not_found(&store.get_dump_aggregates(&dump).await),
+        "ownership results are not aggregates"
+    );
+
+    // Aggregates stored later leave the ownership results alone, and the reverse.
+    store
+        .put_dump_aggregates(&dump, &sample_aggregates(1))
+        .await
+        .expect("put aggregates");
+    assert_eq!(
+        store
+            .get_dump_ownership(&dump)
+            .await
+            .expect("get ownership after aggregates"),
+        ownership
+    );
+    store
+        .put_dump_ownership(&dump, &sample_ownership(2))
+        .await
+        .expect("put ownership again");
+    assert_eq!(
+        store
+            .get_dump_aggregates(&dump)
+            .await
+            .expect("aggregates after ownership"),
+        sample_aggregates(1)
+    );
+
+    let empty = unique_dump_id("ownership-round-trip-empty");
+    store
+        .put_dump_ownership(&empty, &DumpOwnership::default())
+        .await
+        .expect("put empty ownership");
+    assert_eq!(
+        store
+            .get_dump_ownership(&empty)
+            .await
+            .expect("get empty ownership"),
+        DumpOwnership::default()
+    );
+}
+
+/// A second put replaces the first, never merges with it: a rewrite with fewer sites leaves
+/// none of the old sites readable, whole or by site; putting the same results twice reads back
+/// as once.
+pub async fn test_store_put_ownership_replaces(store: &dyn AggregateStore) {
+    let dump = unique_dump_id("ownership-rewrite");
+    let first = ownership_with_sites(300, 1);
+    store
+        .put_dump_ownership(&dump, &first)
+        .await
+        .expect("put first");
+    store
+        .put_dump_ownership(&dump, &first)
+        .await
+        .expect("put first again");
+    assert_eq!(store.get_dump_ownership(&dump).await.expect("get"), first);
+
+    let mut second = sample_ownership(7);
+    second.sites.truncate(2);
+    second.sites.push(first.sites[5].clone());
+    second.tree.truncate(1);
+    second.classes.clear();
+    store
+        .put_dump_ownership(&dump, &second)
+        .await
+        .expect("put second");
+    assert_eq!(
+        store.get_dump_ownership(&dump).await.expect("get second"),
+        second
+    );
+    let old_sites = [
+        first.sites[0].site.clone(),
+        first.sites[5].site.clone(),
+        first.sites[299].site.clone(),
+        sample_ownership_sites()[1].clone(),
+    ];
+    let read = store
+        .site_ownership(&[&dump], &old_sites)
+        .await
+        .expect("site ownership after the rewrite");
+    assert_eq!(
+        read,
+        vec![DumpSiteOwnership {
+            dump: dump.clone(),
+            sites: vec![first.sites[5].clone(), second.sites[1].clone()],
+        }]
+    );
+
+    // Fewer sites still: none.
+    let mut third = second.clone();
+    third.sites.clear();
+    store
+        .put_dump_ownership(&dump, &third)
+        .await
+        .expect("put third");
+    assert_eq!(
+        store.get_dump_ownership(&dump).await.expect("get third"),
+        third
+    );
+    let read = store
+        .site_ownership(&[&dump], &old_sites)
+        .await
+        .expect("site ownership after the second rewrite");
+    assert!(read[0].sites.is_empty(), "{read:?}");
+}
+
+/// `site_ownership` answers one entry per dump in the order asked, each with the asked sites
+/// it has in the order asked (a site asked twice given once); a dump without ownership results
+/// (with aggregates or with nothing stored) gives an entry without sites. Dumps and sites in
+/// numbers beyond what one request carries read the same.
+pub async fn test_store_site_ownership_across_dumps(store: &dyn AggregateStore) {
+    let first = unique_dump_id("site-ownership-1");
+    let second = unique_dump_id("site-ownership-2");
+    let aggregates_only = unique_dump_id("site-ownership-aggregates-only");
+    let nothing = unique_dump_id("site-ownership-nothing");
+    let first_ownership = sample_ownership(1);
+    let mut second_ownership = sample_ownership(3);
+    second_ownership.sites.remove(0);
+    store
+        .put_dump_ownership(&first, &first_ownership)
+        .await
+        .expect("put first");
+    store
+        .put_dump_ownership(&second, &second_ownership)
+        .await
+        .expect("put second");
+    store
+        .put_dump_aggregates(&aggregates_only, &sample_aggregates(1))
+        .await
+        .expect("put aggregates");
+
+    let sites = sample_ownership_sites();
+    let asked = [sites[2].clone(), sites[0].clone(), sites[2].clone()];
+    let read = store
+        .site_ownership(&[&second, &aggregates_only, &first, &nothing], &asked)
+        .await
+        .expect("site ownership");
+    assert_eq!(
+        read,
+        vec![
+            DumpSiteOwnership {
+                dump: second.clone(),
+                sites: vec![second_ownership.sites[1].clone()],
+            },
+            DumpSiteOwnership {
+                dump: aggregates_only.clone(),
+                sites: Vec::new(),
+            },
+            DumpSiteOwnership {
+                dump: first.clone(),
+                sites: vec![
+                    first_ownership.sites[2].clone(),
+                    first_ownership.sites[0].clone()
+                ],
+            },
+            DumpSiteOwnership {
+                dump: nothing.clone(),
+                sites: Vec::new(),
+            },
+        ]
+    );
+    assert!(
+        store
+            .site_ownership(&[], &asked)
+            .await
+            .expect("no dumps")
+            .is_empty()
+    );
+    let no_sites = store
+        .site_ownership(&[&first, &nothing], &[])
+        .await
+        .expect("no sites");
+    assert_eq!(no_sites.len(), 2);
+    assert!(no_sites.iter().all(|entry| entry.sites.is_empty()));
+
+    // 40 dumps, some without ownership results, and 150 sites asked of 200 stored (and 20
+    // that no dump has).
+    let wide = ownership_with_sites(200, 2);
+    let mut dumps = Vec::new();
+    for number in 0..40 {
+        let dump = unique_dump_id("site-ownership-many");
+        if number % 3 != 1 {
+            store
+                .put_dump_ownership(&dump, &wide)
+                .await
+                .expect("put a dump of many sites");
+        }
+        dumps.push(dump);
+    }
+    let mut asked_sites: Vec<SiteKey> = wide
+        .sites
+        .iter()
+        .rev()
+        .step_by(4)
+        .chain(wide.sites.iter().skip(1).step_by(2))
+        .take(150)
+        .map(|retained| retained.site.clone())
+        .collect();
+    asked_sites.extend((0..20).map(|line| {
+        site(
+            Some("/app/elsewhere.rb"),
+            Some(line),
+            ObjectType::String,
+            None,
+        )
+    }));
+    let mut expected_sites: Vec<RetainedSite> = Vec::new();
+    for site in &asked_sites {
+        if let Some(retained) = wide.sites.iter().find(|retained| &retained.site == site)
+            && !expected_sites.contains(retained)
+        {
+            expected_sites.push(retained.clone());
+        }
+    }
+    let dump_refs: Vec<&str> = dumps.iter().map(String::as_str).collect();
+    let read = store
+        .site_ownership(&dump_refs, &asked_sites)
+        .await
+        .expect("site ownership of many dumps");
+    assert_eq!(read.len(), dumps.len());
+    for (number, (entry, dump)) in read.iter().zip(&dumps).enumerate() {
+        assert_eq!(&entry.dump, dump);
+        if number % 3 == 1 {
+            assert!(entry.sites.is_empty(), "{dump} has no ownership results");
+        } else {
+            assert_eq!(entry.sites, expected_sites, "sites of {dump}");
+        }
+    }
+}
+
+/// Sites a dump lacks are absent from its entry, including sites that differ from a stored one
+/// only in an absent part (no file is not an empty file name, no class is not an empty class
+/// name) or in the type.
+pub async fn test_store_site_ownership_leaves_out_missing_sites(store: &dyn AggregateStore) {
+    let dump = unique_dump_id("site-ownership-missing");
+    let ownership = sample_ownership(1);
+    store
+        .put_dump_ownership(&dump, &ownership)
+        .await
+        .expect("put ownership");
+    let sites = sample_ownership_sites();
+    let lookalikes = [
+        site(None, Some(0), ObjectType::Object, Some("")),
+        site(Some(""), Some(0), ObjectType::Object, None),
+        site(Some(""), None, ObjectType::Object, Some("")),
+        site(Some(""), Some(0), ObjectType::String, Some("")),
+        site(None, None, ObjectType::Hash, Some("")),
+        site(Some(""), None, ObjectType::Hash, None),
+    ];
+    let read = store
+        .site_ownership(&[&dump], &lookalikes)
+        .await
+        .expect("site ownership of lookalikes");
+    assert!(read[0].sites.is_empty(), "{read:?}");
+    let mut asked = lookalikes.to_vec();
+    asked.insert(3, sites[1].clone());
+    asked.push(sites[2].clone());
+    let read = store
+        .site_ownership(&[&dump], &asked)
+        .await
+        .expect("site ownership of a mix");
+    assert_eq!(
+        read[0].sites,
+        vec![ownership.sites[1].clone(), ownership.sites[2].clone()]
+    );
+}
+
+/// Reads of ownership results before any put are `NotFound`, also for a dump with aggregates;
+/// a repeated site or an empty dump id is `Invalid`, and a rejected put leaves the dump's
+/// results as they were.
+pub async fn test_store_ownership_not_found_before_put(store: &dyn AggregateStore) {
+    let dump = unique_dump_id("ownership-unknown");
+    assert!(is_not_found(&store.get_dump_ownership(&dump).await));
+    store
+        .put_dump_aggregates(&dump, &sample_aggregates(1))
+        .await
+        .expect("put aggregates");
+    assert!(is_not_found(&store.get_dump_ownership(&dump).await));
+
+    let mut repeated = sample_ownership(1);
+    repeated.sites.push(repeated.sites[0].clone());
+    let result = store.put_dump_ownership(&dump, &repeated).await;
+    assert!(
+        matches!(result, Err(StorageError::Invalid(_))),
+        "{result:?}"
+    );
+    assert!(is_not_found(&store.get_dump_ownership(&dump).await));
+    let valid = sample_ownership(1);
+    store
+        .put_dump_ownership(&dump, &valid)
+        .await
+        .expect("put valid");
+    let result = store.put_dump_ownership(&dump, &repeated).await;
+    assert!(
+        matches!(result, Err(StorageError::Invalid(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        store.get_dump_ownership(&dump).await.expect("get valid"),
+        valid
+    );
+
+    let empty_id = "";
+    assert!(matches!(
+        store.put_dump_ownership(empty_id, &valid).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.get_dump_ownership(empty_id).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .site_ownership(&[&dump, empty_id], &[leaky_site()])
+            .await,
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+/// Deleting a dump removes its ownership results with everything else, and nothing of other
+/// dumps; the dump can get new results afterwards, with no leftovers.
+pub async fn test_store_delete_dump_removes_ownership(store: &dyn AggregateStore) {
+    let deleted = unique_dump_id("ownership-delete");
+    let kept = unique_dump_id("ownership-delete-kept");
+    let ownership = sample_ownership(1);
+    for dump in [&deleted, &kept] {
+        store
+            .put_dump_aggregates(dump, &sample_aggregates(1))
+            .await
+            .expect("put aggregates");
+        store
+            .put_dump_ownership(dump, &ownership)
+            .await
+            .expect("put ownership");
+    }
+    store.delete_dump(&deleted).await.expect("delete");
+    assert!(is_not_found(&store.get_dump_ownership(&deleted).await));
+    assert!(is_not_found(&store.get_dump_aggregates(&deleted).await));
+    let read = store
+        .site_ownership(&[&deleted, &kept], &sample_ownership_sites())
+        .await
+        .expect("site ownership after delete");
+    assert!(read[0].sites.is_empty(), "{read:?}");
+    assert_eq!(read[1].sites, ownership.sites);
+    assert_eq!(
+        store
+            .get_dump_ownership(&kept)
+            .await
+            .expect("kept ownership"),
+        ownership
+    );
+    store.delete_dump(&deleted).await.expect("delete again");
+
+    // Deleted with only ownership results stored.
+    let ownership_only = unique_dump_id("ownership-delete-only");
+    store
+        .put_dump_ownership(&ownership_only, &ownership)
+        .await
+        .expect("put ownership only");
+    store
+        .delete_dump(&ownership_only)
+        .await
+        .expect("delete ownership only");
+    assert!(is_not_found(
+        &store.get_dump_ownership(&ownership_only).await
+    ));
+
+    let mut smaller = sample_ownership(4);
+    smaller.sites.truncate(1);
+    store
+        .put_dump_ownership(&deleted, &smaller)
+        .await
+        .expect("put after delete");
+    assert_eq!(
+        store
+            .get_dump_ownership(&deleted)
+            .await
+            .expect("ownership after delete"),
+        smaller
+    );
+}
+
+/// A dump of 20,000 sites (each row with five owners) round-trips, and `site_ownership` of
+/// three of its sites returns those three only.
+pub async fn test_store_ownership_many_sites(store: &dyn AggregateStore) {
+    let dump = unique_dump_id("ownership-many-sites");
+    let ownership = ownership_with_sites(20_000, 1);
+    store
+        .put_dump_ownership(&dump, &ownership)
+        .await
+        .expect("put 20,000 sites");
+    let read = store
+        .get_dump_ownership(&dump)
+        .await
+        .expect("get 20,000 sites");
+    assert_eq!(read.sites.len(), ownership.sites.len());
+    assert!(read == ownership, "20,000 sites read back differently");
+    let asked = [
+        ownership.sites[19_999].site.clone(),
+        ownership.sites[0].site.clone(),
+        ownership.sites[7_321].site.clone(),
+    ];
+    let read = store
+        .site_ownership(&[&dump], &asked)
+        .await
+        .expect("three sites of 20,000");
+    assert_eq!(
+        read,
+        vec![DumpSiteOwnership {
+            dump: dump.clone(),
+            sites: vec![
+                ownership.sites[19_999].clone(),
+                ownership.sites[0].clone(),
+                ownership.sites[7_321].clone(),
+            ],
+        }]
+    );
+    store.delete_dump(&dump).await.expect("delete");
+}
+
+/// Stores a dump, drops `store`, reopens with `reopen` and checks that aggregates, index and
+/// ownership results are still there. Durable backends run this with their own reopen.
 pub async fn check_dumps_survive_reopen<S, F, Fut>(store: S, reopen: F)
 where
     S: AggregateStore,
@@ -776,6 +1376,10 @@ where
         .await
         .expect("put aggregates");
     put_index(&store, &dump, &[encode_chunk(&entries)], &[0]).await;
+    store
+        .put_dump_ownership(&dump, &sample_ownership(2))
+        .await
+        .expect("put ownership");
     drop(store);
     let reopened = reopen().await.expect("reopen the store");
     assert_eq!(
@@ -793,6 +1397,13 @@ where
             .entries,
         entries
     );
+    assert_eq!(
+        reopened
+            .get_dump_ownership(&dump)
+            .await
+            .expect("ownership survives a reopen"),
+        sample_ownership(2)
+    );
 }
 
 /// Runs every backend-independent behaviour against `store`.
@@ -809,6 +1420,13 @@ pub async fn run_aggregate_store_test_suite(store: &dyn AggregateStore) {
     test_store_site_totals_for_dumps(store).await;
     test_store_many_sites_and_dumps(store).await;
     test_store_delete_dump(store).await;
+    test_store_ownership_round_trip(store).await;
+    test_store_put_ownership_replaces(store).await;
+    test_store_site_ownership_across_dumps(store).await;
+    test_store_site_ownership_leaves_out_missing_sites(store).await;
+    test_store_ownership_not_found_before_put(store).await;
+    test_store_delete_dump_removes_ownership(store).await;
+    test_store_ownership_many_sites(store).await;
 }
 
 #[cfg(test)]
