@@ -8,14 +8,22 @@
 //! Re-ingesting a dump overwrites what an earlier attempt stored under the same dump id, so an
 //! interrupted or repeated ingest never double-counts.
 //!
+//! The ownership pass (module `ownership`) parses a stored dump once more into its whole object
+//! graph for dominators, retained sizes and owners, as a job of its own after the ingest.
+//!
 //! The reverse, deleting a dump from the catalog, the store and object storage in an order a
 //! crash cannot break, is [`DumpDeleter`] (module `delete`).
 
 #![warn(missing_docs)]
 
 mod delete;
+mod ownership;
 
 pub use delete::{DeleteError, DeletedDump, DumpDeleter, ObjectOutcome};
+pub use ownership::{
+    DEFAULT_MAX_OWNERSHIP_OBJECTS, OwnershipError, StoredOwnership, dump_graph, dump_ownership,
+    ownership_into_store,
+};
 
 use std::io::Read;
 use std::path::Path;
@@ -39,6 +47,15 @@ pub enum IngestError {
     /// The dump file could not be read.
     #[error("failed to read {path}")]
     Read {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The copy of the dump file could not be kept in the data directory.
+    #[error("failed to keep a copy of {path}")]
+    Keep {
         /// The file.
         path: String,
         /// The underlying error.
@@ -221,7 +238,10 @@ impl<R: Read> Read for ProgressReader<R> {
 
 /// Registers a local dump file in the catalog and ingests it, unless the same content from the
 /// same process is already `ready`. `new_dump.size_bytes` and `content_sha256` are filled in
-/// here. On failure the dump is marked `failed` with the reason and the error returned.
+/// here. With `keep_in` (a local object-store directory, as `heapfleet serve` keeps uploads),
+/// a copy of the file is kept there first, at the dump's key, durable before the dump is
+/// registered with it, so its ownership pass and retainer paths can read it later. On
+/// failure the dump is marked `failed` with the reason and the error returned.
 pub async fn import_file(
     path: &Path,
     mut new_dump: NewDump,
@@ -229,6 +249,7 @@ pub async fn import_file(
     store: Arc<dyn AggregateStore>,
     options: ParseOptions,
     progress: Option<ReadProgress>,
+    keep_in: Option<&Path>,
 ) -> Result<ImportOutcome, IngestError> {
     let hash_path = path.to_path_buf();
     let (size, sha256) = tokio::task::spawn_blocking(move || file_size_and_sha256(&hash_path))
@@ -236,6 +257,10 @@ pub async fn import_file(
         .map_err(IngestError::TaskFailed)??;
     new_dump.size_bytes = size;
     new_dump.content_sha256 = sha256;
+    if let Some(root) = keep_in {
+        let key = keep_copy(path, root, &new_dump).await?;
+        new_dump.object_key = Some(key);
+    }
     let (dump, _created) = catalog.register_dump(new_dump).await?;
     if dump.status == DumpStatus::Ready {
         return Ok(ImportOutcome {
@@ -275,6 +300,67 @@ pub async fn import_file(
             Err(error)
         }
     }
+}
+
+/// Copies a dump file into the local object-store directory `root` at the dump's key, unless
+/// a file of the same size is already there, and syncs it to disk. Returns the key.
+async fn keep_copy(path: &Path, root: &Path, new_dump: &NewDump) -> Result<String, IngestError> {
+    let dump_id = new_dump.dump_id();
+    let process = &new_dump.process;
+    let gzip = path
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("gz"));
+    let key = heapfleet_objects::DumpKey {
+        tenant: &process.tenant,
+        host: &process.host,
+        pid: process.pid,
+        instance: &process.instance,
+        dump_id: dump_id.as_str(),
+        compression: if gzip {
+            heapfleet_objects::DumpCompression::Gzip
+        } else {
+            heapfleet_objects::DumpCompression::None
+        },
+    }
+    .path(&heapfleet_objects::object_store::path::Path::default())
+    .map_err(|error| IngestError::Keep {
+        path: path.display().to_string(),
+        source: std::io::Error::other(error),
+    })?;
+    let source = path.to_path_buf();
+    let root = root.to_path_buf();
+    let size = new_dump.size_bytes;
+    let key_text = key.to_string();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&root)?;
+        let local = heapfleet_objects::object_store::local::LocalFileSystem::new_with_prefix(&root)
+            .map_err(std::io::Error::other)?;
+        let target = local
+            .path_to_filesystem(&key)
+            .map_err(std::io::Error::other)?;
+        if std::fs::metadata(&target).is_ok_and(|metadata| metadata.len() == size) {
+            return Ok(());
+        }
+        let directory = target
+            .parent()
+            .ok_or_else(|| std::io::Error::other("the dump's key has no directory"))?;
+        std::fs::create_dir_all(directory)?;
+        // Written under a temporary name and renamed, so a crash never leaves half a copy at
+        // the key.
+        let partial = target.with_extension("partial");
+        std::fs::copy(&source, &partial)?;
+        std::fs::File::open(&partial)?.sync_all()?;
+        std::fs::rename(&partial, &target)?;
+        std::fs::File::open(directory)?.sync_all()?;
+        Ok(())
+    })
+    .await
+    .map_err(IngestError::TaskFailed)?
+    .map_err(|source| IngestError::Keep {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(key_text)
 }
 
 /// Returns an error and its sources joined by ": ", for a one-line reason.
@@ -341,6 +427,7 @@ mod tests {
             store.clone(),
             ParseOptions::default(),
             None,
+            None,
         )
         .await
         .unwrap();
@@ -359,6 +446,7 @@ mod tests {
             &catalog,
             store.clone(),
             ParseOptions::default(),
+            None,
             None,
         )
         .await
@@ -400,6 +488,7 @@ mod tests {
             &catalog,
             store,
             ParseOptions::default(),
+            None,
             None,
         )
         .await

@@ -56,6 +56,10 @@ pub struct WorkerSettings {
     /// The largest decompressed dump parsed: past it the dump fails for good, so a gzip bomb
     /// costs at most this much parsing (it is streamed: memory does not grow with it).
     pub max_decompressed_bytes: u64,
+    /// The most heap objects a dump may hold for its ownership pass (dominators, retained
+    /// sizes, owners) to run; a larger dump's pass is skipped with the reason. The pass takes
+    /// about 80 bytes per object and 8 per reference at peak.
+    pub max_retention_objects: u64,
 }
 
 impl Default for WorkerSettings {
@@ -71,6 +75,7 @@ impl Default for WorkerSettings {
             // Four times the gateway's default upload limit (16 GiB): room for any real dump,
             // parsed in about a minute and a half at the parser's speed.
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_retention_objects: heapfleet_ingest::DEFAULT_MAX_OWNERSHIP_OBJECTS,
         }
     }
 }
@@ -132,6 +137,11 @@ pub struct IngesterArgs {
     /// [default: 68719476736, 64 GiB].
     #[arg(long, env = "HEAPFLEET_MAX_DECOMPRESSED_BYTES")]
     pub max_decompressed_bytes: Option<u64>,
+    /// Most heap objects of a dump whose ownership pass (dominators, retained sizes, owners)
+    /// runs; a larger dump's is skipped, at about 80 bytes of memory per object
+    /// [default: 40000000].
+    #[arg(long, env = "HEAPFLEET_MAX_RETENTION_OBJECTS")]
+    pub max_retention_objects: Option<u64>,
     /// Delete the dumps (of --tenant, else of every tenant) taken longer ago than this, e.g.
     /// 30d, 12h: their aggregates, files and catalog rows [default: keep every dump].
     #[arg(long, env = "HEAPFLEET_RETENTION_MAX_AGE", value_name = "AGE")]
@@ -168,6 +178,8 @@ pub struct IngesterFile {
     pub poll_interval_ms: Option<u64>,
     /// See [`IngesterArgs::max_decompressed_bytes`].
     pub max_decompressed_bytes: Option<u64>,
+    /// See [`IngesterArgs::max_retention_objects`].
+    pub max_retention_objects: Option<u64>,
     /// The retention policy.
     #[serde(default)]
     pub retention: RetentionFile,
@@ -224,6 +236,11 @@ impl IngesterArgs {
                     file.max_decompressed_bytes,
                     defaults.max_decompressed_bytes,
                 ),
+                max_retention_objects: pick(
+                    self.max_retention_objects,
+                    file.max_retention_objects,
+                    defaults.max_retention_objects,
+                ),
                 ..defaults
             },
             retention: RetentionSettings::parse(
@@ -264,6 +281,9 @@ impl IngesterConfig {
         }
         if worker.max_decompressed_bytes == 0 {
             bail!("max_decompressed_bytes must be positive");
+        }
+        if worker.max_retention_objects == 0 {
+            bail!("max_retention_objects must be positive");
         }
         for (name, value) in [
             ("catalog", &self.catalog),

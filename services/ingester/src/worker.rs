@@ -1,14 +1,18 @@
 //! The worker: claim a job, stream its dump from object storage through the parser into the
 //! aggregate store while renewing the lease, then complete, fail or give back the job.
 
+use std::future::Future;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use heapfleet_catalog::{Catalog, CatalogError, DumpId, DumpStatus, Job};
+use heapfleet_catalog::{Catalog, CatalogError, DumpId, DumpStatus, Job, OwnershipOutcome};
 use heapfleet_dump::ParseOptions;
-use heapfleet_ingest::{IngestError, StoredDump, error_chain, parse_into_store};
+use heapfleet_ingest::{
+    IngestError, OwnershipError, StoredDump, StoredOwnership, error_chain, ownership_into_store,
+    parse_into_store,
+};
 use heapfleet_objects::object_store;
 use heapfleet_objects::object_store::path::Path as ObjectPath;
 use heapfleet_service::backends::Objects;
@@ -41,10 +45,22 @@ struct JobError {
     permanent: bool,
 }
 
-/// How a job ended.
-enum Outcome {
-    Finished(Box<Result<StoredDump, JobError>>),
+/// The two jobs a worker runs from the queue.
+#[derive(Debug, Clone, Copy)]
+enum JobKind {
+    /// Parse a dump into its aggregates.
+    Ingest,
+    /// Parse it again for dominators, retained sizes and owners.
+    Ownership,
+}
+
+/// How a leased job ended.
+enum Leased<T> {
+    /// Its work ran to its end (successfully or not).
+    Finished(T),
+    /// Another worker holds the job now.
     LeaseLost,
+    /// The worker shuts down and the grace period is over.
     GivenBack,
 }
 
@@ -78,6 +94,39 @@ impl Ingester {
     /// The object store the worker reads dumps from.
     pub fn objects(&self) -> Objects {
         self.objects.clone()
+    }
+
+    /// Runs the queued ownership passes of the worker's tenant one after another, in this task,
+    /// until none is left or `shutdown` is cancelled: `heapfleet import` runs them right after
+    /// its ingests. Returns how many it ran.
+    pub async fn run_queued_ownership(&self, shutdown: &CancellationToken) -> usize {
+        let worker = self.settings.name.clone();
+        let mut ran = 0;
+        while !shutdown.is_cancelled() {
+            let claimed = self
+                .catalog
+                .claim_ownership_job(
+                    &worker,
+                    self.settings.lease,
+                    self.settings.tenant.as_deref(),
+                )
+                .await;
+            match claimed {
+                Ok(Some(job)) => {
+                    let span = ownership_span(&worker, &job);
+                    self.run_ownership_job(&worker, job, shutdown)
+                        .instrument(span)
+                        .await;
+                    ran += 1;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%worker, error = %error_chain(&error), "cannot claim an ownership job");
+                    break;
+                }
+            }
+        }
+        ran
     }
 
     /// Runs `concurrency` job slots until `shutdown` is cancelled, then lets each running job
@@ -137,6 +186,35 @@ impl Ingester {
                 Err(error) => {
                     tracing::warn!(%worker, error = %error_chain(&error), "cannot claim a job; retrying");
                     idle = (idle * 2).min(Duration::from_secs(30));
+                    tokio::select! {
+                        () = tokio::time::sleep(idle) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            }
+            // No dump waits for its ingest: run an ownership pass, if one waits.
+            match self
+                .catalog
+                .claim_ownership_job(
+                    &worker,
+                    self.settings.lease,
+                    self.settings.tenant.as_deref(),
+                )
+                .await
+            {
+                Ok(Some(job)) => {
+                    idle = self.settings.poll_interval;
+                    let span = ownership_span(&worker, &job);
+                    self.run_ownership_job(&worker, job, &shutdown)
+                        .instrument(span)
+                        .await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%worker, error = %error_chain(&error), "cannot claim an ownership job; retrying");
+                    idle = (idle * 2).min(Duration::from_secs(30));
                 }
             }
             tokio::select! {
@@ -168,17 +246,61 @@ impl Ingester {
             result
         };
         tokio::pin!(ingest);
+        let outcome = self
+            .drive_leased(&id, worker, JobKind::Ingest, ingest.as_mut(), shutdown)
+            .await;
+        if !matches!(outcome, Leased::Finished(_)) {
+            // Stop the parse and wait for it, so nothing of this attempt is written later.
+            cancel.store(true, Ordering::Relaxed);
+            let _ = ingest.await;
+        }
+        match outcome {
+            Leased::Finished(result) => self.finish_job(worker, &id, result).await,
+            Leased::LeaseLost => {
+                self.metrics.lease_lost();
+                tracing::warn!(dump = %id, "lost the lease (another worker took the job); stopped");
+            }
+            Leased::GivenBack => match self.catalog.release_job(&id, worker).await {
+                Ok(()) => tracing::info!(dump = %id, "gave the job back for another worker"),
+                Err(error) => {
+                    tracing::warn!(dump = %id, error = %error_chain(&error), "cannot give the job back; its lease will expire")
+                }
+            },
+        }
+    }
+
+    /// Drives `work` under `worker`'s lease on a job of `kind`: renews the lease every third of
+    /// its length, and on shutdown gives the work the grace period to finish. Returns when the
+    /// work finishes, the lease is lost (the renewal answers `Conflict` or `NotFound`) or the
+    /// grace period ends; in the last two cases `work` is left unfinished for the caller to
+    /// cancel.
+    async fn drive_leased<F: Future>(
+        &self,
+        id: &DumpId,
+        worker: &str,
+        kind: JobKind,
+        mut work: std::pin::Pin<&mut F>,
+        shutdown: &CancellationToken,
+    ) -> Leased<F::Output> {
         let mut heartbeat = tokio::time::interval(self.settings.lease / 3);
         heartbeat.tick().await; // The first tick is immediate; the claim just set the lease.
         let mut give_back_at: Option<tokio::time::Instant> = None;
-        let outcome = loop {
+        loop {
             tokio::select! {
-                result = &mut ingest => break Outcome::Finished(Box::new(result)),
+                result = &mut work => return Leased::Finished(result),
                 _ = heartbeat.tick() => {
-                    match self.catalog.renew_lease(&id, worker, self.settings.lease).await {
+                    let renewed = match kind {
+                        JobKind::Ingest => self.catalog.renew_lease(id, worker, self.settings.lease).await,
+                        JobKind::Ownership => {
+                            self.catalog
+                                .renew_ownership_lease(id, worker, self.settings.lease)
+                                .await
+                        }
+                    };
+                    match renewed {
                         Ok(_) => {}
                         Err(CatalogError::Conflict(_) | CatalogError::NotFound(_)) => {
-                            break Outcome::LeaseLost;
+                            return Leased::LeaseLost;
                         }
                         Err(error) => tracing::warn!(dump = %id, error = %error_chain(&error), "cannot renew the lease; retrying"),
                     }
@@ -187,27 +309,137 @@ impl Ingester {
                     tracing::info!(dump = %id, grace = ?self.settings.shutdown_grace, "shutting down: finishing the running job");
                     give_back_at = Some(tokio::time::Instant::now() + self.settings.shutdown_grace);
                 }
-                () = sleep_until_opt(give_back_at) => break Outcome::GivenBack,
+                () = sleep_until_opt(give_back_at) => return Leased::GivenBack,
             }
-        };
-        if !matches!(outcome, Outcome::Finished(_)) {
-            // Stop the parse and wait for it, so nothing of this attempt is written later.
+        }
+    }
+
+    /// Runs one claimed ownership job to its end: parse the dump again, compute its dominator
+    /// tree, retained sizes and owners, store them, and record the outcome. A dump over
+    /// `max_retention_objects` is skipped without reading it; a failure never touches the
+    /// dump's own status.
+    async fn run_ownership_job(&self, worker: &str, job: Job, shutdown: &CancellationToken) {
+        let id = job.dump.id.clone();
+        if job.dump.objects > self.settings.max_retention_objects {
+            let reason = format!(
+                "the dump holds {} objects, more than max_retention_objects ({})",
+                job.dump.objects, self.settings.max_retention_objects
+            );
+            self.end_ownership_job(worker, &id, Ok(OwnershipOutcome::Skipped { reason }))
+                .await;
+            return;
+        }
+        tracing::info!(%worker, dump = %id, attempt = job.attempt, "ownership pass started");
+        let cancel = Arc::new(AtomicBool::new(false));
+        let pass = self.ownership(&job, cancel.clone());
+        tokio::pin!(pass);
+        let outcome = self
+            .drive_leased(&id, worker, JobKind::Ownership, pass.as_mut(), shutdown)
+            .await;
+        if !matches!(outcome, Leased::Finished(_)) {
             cancel.store(true, Ordering::Relaxed);
-            let _ = ingest.await;
+            let _ = pass.await;
         }
         match outcome {
-            Outcome::Finished(result) => self.finish_job(worker, &id, *result).await,
-            Outcome::LeaseLost => {
-                self.metrics.lease_lost();
-                tracing::warn!(dump = %id, "lost the lease (another worker took the job); stopped");
+            Leased::Finished(Ok(stored)) => {
+                tracing::info!(
+                    dump = %id,
+                    sites = stored.ownership.sites.len(),
+                    reachable_objects = stored.ownership.reachable_objects,
+                    seconds = stored.seconds,
+                    "ownership pass finished"
+                );
+                self.end_ownership_job(worker, &id, Ok(OwnershipOutcome::Ready))
+                    .await;
             }
-            Outcome::GivenBack => match self.catalog.release_job(&id, worker).await {
-                Ok(()) => tracing::info!(dump = %id, "gave the job back for another worker"),
-                Err(error) => {
-                    tracing::warn!(dump = %id, error = %error_chain(&error), "cannot give the job back; its lease will expire")
+            Leased::Finished(Err(error)) if error.is_skip() => {
+                let reason = error_chain(&error);
+                self.end_ownership_job(worker, &id, Ok(OwnershipOutcome::Skipped { reason }))
+                    .await;
+            }
+            Leased::Finished(Err(error)) => {
+                self.end_ownership_job(worker, &id, Err(error)).await;
+            }
+            Leased::LeaseLost => {
+                tracing::warn!(dump = %id, "lost the ownership lease (another worker took the job); stopped");
+            }
+            Leased::GivenBack => {
+                if let Err(error) = self.catalog.release_ownership_job(&id, worker).await {
+                    tracing::warn!(dump = %id, error = %error_chain(&error), "cannot give the ownership job back; its lease will expire");
                 }
-            },
+            }
         }
+    }
+
+    /// Records how an ownership pass ended: ready, skipped, or failed (retried up to
+    /// `max_attempts` unless no retry can help).
+    async fn end_ownership_job(
+        &self,
+        worker: &str,
+        id: &DumpId,
+        result: Result<OwnershipOutcome, OwnershipError>,
+    ) {
+        let recorded = match result {
+            Ok(outcome) => {
+                if let OwnershipOutcome::Skipped { reason } = &outcome {
+                    tracing::info!(dump = %id, %reason, "ownership pass skipped");
+                }
+                self.catalog
+                    .complete_ownership_job(id, worker, outcome)
+                    .await
+            }
+            Err(error) => {
+                let reason = error_chain(&error);
+                let max_attempts = if error.is_permanent() {
+                    1
+                } else {
+                    self.settings.max_attempts
+                };
+                self.catalog
+                    .fail_ownership_job(id, worker, &reason, max_attempts)
+                    .await
+                    .map(|state| {
+                        tracing::warn!(dump = %id, %reason, state = ?state, "ownership pass failed");
+                    })
+            }
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(dump = %id, error = %error_chain(&error), "cannot record the ownership pass's end; its lease will expire");
+        }
+    }
+
+    /// Streams the job's dump from object storage into the ownership pass and stores the
+    /// results.
+    async fn ownership(
+        &self,
+        job: &Job,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<StoredOwnership, OwnershipError> {
+        let key = job.dump.object_key.as_deref().unwrap_or_default();
+        let key = ObjectPath::parse(key).map_err(|error| OwnershipError::Open {
+            reason: format!("the stored object key {key:?} is invalid: {error}"),
+            gone: true,
+        })?;
+        let inner = self
+            .objects
+            .reader(&key)
+            .await
+            .map_err(|error| OwnershipError::Open {
+                gone: matches!(error, object_store::Error::NotFound { .. }),
+                reason: error_chain(&error),
+            })?;
+        let options = ParseOptions {
+            max_dump_bytes: Some(self.settings.max_decompressed_bytes),
+            ..ParseOptions::default()
+        };
+        ownership_into_store(
+            CancellableReader { inner, cancel },
+            job.dump.id.as_str(),
+            self.store.clone(),
+            options,
+            self.settings.max_retention_objects,
+        )
+        .await
     }
 
     /// Completes or fails a job whose ingest ran to its end.
@@ -397,6 +629,23 @@ pub async fn ingest_object(
     Ok(parse_into_store(reader, dump_id, store, options).await?)
 }
 
+/// The span of one ownership pass, a trace of its own.
+fn ownership_span(worker: &str, job: &Job) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "ownership",
+        otel.name = "ownership pass",
+        otel.kind = "consumer",
+        dump = %job.dump.id,
+        attempt = job.attempt,
+        worker = %worker,
+        objects = job.dump.objects,
+        trace_id = tracing::field::Empty,
+    );
+    propagation::record_trace_id(&span);
+    span
+}
+
 /// The span of one job: a trace of its own (the job runs after the upload was answered, and
 /// maybe more than once), linked to the upload's span when the job carries its trace context.
 fn job_span(worker: &str, job: &Job) -> tracing::Span {
@@ -521,7 +770,7 @@ fn is_permanent(error: &IngestError) -> bool {
         ),
         IngestError::Store(store_error) => !store_error.is_retryable(),
         IngestError::Catalog(catalog_error) => !catalog_error.is_retryable(),
-        IngestError::Read { .. } | IngestError::TaskFailed(_) => false,
+        IngestError::Read { .. } | IngestError::Keep { .. } | IngestError::TaskFailed(_) => false,
     }
 }
 
