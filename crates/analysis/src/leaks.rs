@@ -222,8 +222,47 @@ pub struct LeakSuspect {
     pub growth_per_1000_jobs: Option<f64>,
     /// The earliest dump after which a growing process's floor rose.
     pub since: Option<SinceDump>,
+    /// Retained bytes of the site at each growing process's last dump (median), where the
+    /// ownership pass ran.
+    #[serde(default)]
+    pub retained_bytes: Option<u64>,
+    /// Growth of those retained bytes per dump (median over the growing processes).
+    #[serde(default)]
+    pub retained_bytes_per_dump: Option<f64>,
+    /// Who holds the site's objects, clustered across the growing processes: growing owners
+    /// first, then the most bytes.
+    #[serde(default)]
+    pub held_by: Vec<HeldBy>,
+    /// Suspects whose main owner is the same object are one leak: they share this number
+    /// (1 for the first leak of the report). 0 before the report is grouped.
+    #[serde(default)]
+    pub leak: usize,
     /// The growing processes' series, best first, at most `max_evidence`.
     pub evidence: Vec<ProcessEvidence>,
+}
+
+/// One owner of a suspect's objects, clustered across processes: the same owner site (or,
+/// without allocation tracing, the same path from its root) in several processes is one entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldBy {
+    /// The owner; `None` when GC roots hold the objects directly.
+    pub owner: Option<crate::ownership::OwnerSite>,
+    /// The GC root category that reaches it.
+    pub root: String,
+    /// Its signature from the root (see [`crate::SiteOwner::path`]).
+    pub path: Vec<String>,
+    /// The suspect's objects it holds at the last dump (median over its processes).
+    pub objects: u64,
+    /// Their retained bytes (median over its processes).
+    pub bytes: u64,
+    /// Growth of the objects it holds per dump (median over its processes).
+    pub objects_per_dump: f64,
+    /// Whether its holdings grow in most of its processes.
+    pub growing: bool,
+    /// Growing processes of the suspect where it holds the suspect's objects.
+    pub processes: usize,
+    /// Their hosts, sorted.
+    pub hosts: Vec<String>,
 }
 
 /// The answer of [`leak_report`].
@@ -514,11 +553,13 @@ impl LeakAccumulator {
                 .then_with(|| left.site.cmp(&right.site))
         });
         suspects.truncate(top);
-        LeakReport {
+        let mut report = LeakReport {
             suspects,
             processes_analysed: self.processes_analysed,
             dumps_analysed: self.dumps_analysed,
-        }
+        };
+        crate::leak_owners::group_by_owner(&mut report);
+        report
     }
 }
 
@@ -551,6 +592,10 @@ fn suspect(key: SiteKey, mut site: SiteAccumulator, max_evidence: usize) -> Leak
     let head = LeakSuspect {
         site: key,
         score,
+        retained_bytes: None,
+        retained_bytes_per_dump: None,
+        held_by: Vec::new(),
+        leak: 0,
         processes_growing,
         processes_total: site.processes_total,
         hosts_growing: hosts_growing.into_iter().map(str::to_owned).collect(),

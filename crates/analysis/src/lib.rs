@@ -12,6 +12,7 @@ mod diff;
 pub mod dominators;
 mod heap_graph;
 mod index;
+mod leak_owners;
 mod leaks;
 mod ownership;
 mod paths;
@@ -26,8 +27,12 @@ pub use aggregate::{
 pub use diff::{DiffError, DiffResult, DiffRow, IndexedDump, diff};
 pub use heap_graph::{HeapGraph, HeapGraphBuilder, HeapGraphError};
 pub use index::{CHUNK_TARGET_BYTES, IndexEncoder, IndexEntry, IndexError, decode_chunk};
+pub use leak_owners::{
+    LeakRank, ProcessOwnership, apply_ownership, bytes_growth, group_by_owner, memory_score,
+    rank_suspects,
+};
 pub use leaks::{
-    DumpSites, EvidencePoint, GroupDifference, GroupSummary, LeakAccumulator, LeakOptions,
+    DumpSites, EvidencePoint, GroupDifference, GroupSummary, HeldBy, LeakAccumulator, LeakOptions,
     LeakReport, LeakSuspect, ProcessDumps, ProcessEvidence, SinceDump, SiteTrend, analyse_process,
     compare, compare_groups, leak_report,
 };

@@ -93,7 +93,13 @@ async fn main() -> anyhow::Result<()> {
         let mut suspects = 0;
         for _ in 0..3 {
             let start = Instant::now();
-            let report = queries.leak_report(&DumpQuery::default(), 20).await?;
+            let report = queries
+                .leak_report(
+                    &DumpQuery::default(),
+                    20,
+                    heapfleet_analysis::LeakRank::Memory,
+                )
+                .await?;
             best = best.min(start.elapsed().as_secs_f64());
             suspects = report.suspects.len();
             assert_eq!(report.processes_analysed, processes);

@@ -2,7 +2,7 @@
 //! caller's trace context, so the service's span of it joins the caller's trace.
 
 use async_trait::async_trait;
-use heapfleet_analysis::{GenerationFilter, LeakReport, PathTarget};
+use heapfleet_analysis::{GenerationFilter, LeakRank, LeakReport, PathTarget};
 use heapfleet_catalog::{DumpRecord, ProcessSummary};
 use heapfleet_proto::ingest::v1 as ingest_pb;
 use heapfleet_proto::query::v1 as pb;
@@ -13,8 +13,9 @@ use heapfleet_service::tls::{ClientChannel, ClientOptions};
 use crate::QueryError;
 use crate::convert;
 use crate::model::{
-    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRetainerPaths, DumpRollup, DumpSummary,
-    GroupComparison, RollupQuery, SiteTimeline,
+    DominatorsQuery, DumpDiff, DumpDominators, DumpGenerationDetail, DumpQuery, DumpRetained,
+    DumpRetainerPaths, DumpRollup, DumpSummary, GroupComparison, RetainedBy, RollupQuery,
+    SiteTimeline,
 };
 use crate::reader::Queries;
 
@@ -158,13 +159,19 @@ impl Queries for RemoteQueries {
         convert::diff_from(response)
     }
 
-    async fn leak_report(&self, scope: &DumpQuery, top: usize) -> Result<LeakReport, QueryError> {
+    async fn leak_report(
+        &self,
+        scope: &DumpQuery,
+        top: usize,
+        rank: LeakRank,
+    ) -> Result<LeakReport, QueryError> {
         let response = self
             .client
             .clone()
             .leak_report(pb::LeakReportRequest {
                 scope: Some(convert::selector_to(scope)),
                 top: u32::try_from(top).unwrap_or(u32::MAX),
+                rank: convert::leak_rank_to(rank) as i32,
             })
             .await?
             .into_inner();
@@ -232,5 +239,43 @@ impl Queries for RemoteQueries {
             .await?
             .into_inner();
         convert::paths_from(response)
+    }
+
+    async fn retained(
+        &self,
+        reference: &str,
+        by: RetainedBy,
+        top: usize,
+    ) -> Result<DumpRetained, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .retained(pb::RetainedRequest {
+                dump_id: reference.to_owned(),
+                by: convert::retained_by_to(by) as i32,
+                top: u32::try_from(top).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::retained_from(by, response)
+    }
+
+    async fn dominators(
+        &self,
+        reference: &str,
+        query: DominatorsQuery,
+    ) -> Result<DumpDominators, QueryError> {
+        let response = self
+            .client
+            .clone()
+            .dominators(pb::DominatorsRequest {
+                dump_id: reference.to_owned(),
+                from_address: query.from_address,
+                depth: query.depth,
+                top: u32::try_from(query.top).unwrap_or(u32::MAX),
+            })
+            .await?
+            .into_inner();
+        convert::dominators_from(response)
     }
 }

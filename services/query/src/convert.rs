@@ -6,14 +6,16 @@ use heapfleet_analysis::{
     GroupBy, GroupDifference, LeakReport, LeakSuspect, PathStep, ProcessEvidence, RankBy,
     RetainerPath, RetainerPaths, RollupRow, SinceDump, SiteKey, Totals,
 };
+use heapfleet_analysis::{DominatorNode, HeldBy, LeakRank, OwnerSite, Retained, SiteOwner};
 use heapfleet_catalog::ProcessSummary;
 use heapfleet_proto::query::v1 as pb;
 use heapfleet_service::convert::{dump_from_proto, dump_to_proto};
 
 use crate::QueryError;
 use crate::model::{
-    BadLineSample, DumpDiff, DumpGenerationDetail, DumpQuery, DumpRetainerPaths, DumpRollup,
-    DumpSummary, GroupComparison, ParseSummary, ProcessTimeline, SiteTimeline, TimelinePoint,
+    BadLineSample, DumpDiff, DumpDominators, DumpGenerationDetail, DumpQuery, DumpRetained,
+    DumpRetainerPaths, DumpRollup, DumpSummary, GroupComparison, ParseSummary, ProcessTimeline,
+    RetainedBy, RetainedRow, SiteTimeline, TimelinePoint,
 };
 
 pub(crate) fn totals_to(totals: &Totals) -> pb::Totals {
@@ -449,6 +451,10 @@ pub(crate) fn leak_report_to(report: &LeakReport) -> pb::LeakReportResponse {
                         series: evidence.series.iter().map(evidence_point_to).collect(),
                     })
                     .collect(),
+                retained_bytes: suspect.retained_bytes,
+                retained_bytes_per_dump: suspect.retained_bytes_per_dump,
+                held_by: suspect.held_by.iter().map(held_by_to).collect(),
+                leak: count_to(suspect.leak),
             })
             .collect(),
         processes_analysed: count_to(report.processes_analysed),
@@ -494,6 +500,14 @@ pub(crate) fn leak_report_from(response: pb::LeakReportResponse) -> Result<LeakR
                         .collect(),
                 })
                 .collect(),
+            retained_bytes: suspect.retained_bytes,
+            retained_bytes_per_dump: suspect.retained_bytes_per_dump,
+            held_by: suspect
+                .held_by
+                .into_iter()
+                .map(held_by_from)
+                .collect::<Result<_, _>>()?,
+            leak: suspect.leak as usize,
         });
     }
     Ok(LeakReport {
@@ -657,5 +671,232 @@ pub(crate) fn paths_from(
             reachable: response.reachable,
             paths,
         },
+    })
+}
+
+fn object_type_from(name: &str) -> Result<heapfleet_dump::ObjectType, QueryError> {
+    name.parse()
+        .map_err(|_| QueryError::Internal(format!("unknown object type {name:?}")))
+}
+
+pub(crate) fn retained_by_from(by: i32) -> Result<RetainedBy, QueryError> {
+    match pb::RetainedBy::try_from(by) {
+        Ok(pb::RetainedBy::Unspecified | pb::RetainedBy::Site) => Ok(RetainedBy::Site),
+        Ok(pb::RetainedBy::Class) => Ok(RetainedBy::Class),
+        Ok(pb::RetainedBy::Type) => Ok(RetainedBy::Type),
+        Err(_) => Err(QueryError::Invalid(format!("unknown grouping {by}"))),
+    }
+}
+
+pub(crate) fn retained_by_to(by: RetainedBy) -> pb::RetainedBy {
+    match by {
+        RetainedBy::Site => pb::RetainedBy::Site,
+        RetainedBy::Class => pb::RetainedBy::Class,
+        RetainedBy::Type => pb::RetainedBy::Type,
+    }
+}
+
+fn sizes_to(sizes: &Retained) -> pb::RetainedSizes {
+    pb::RetainedSizes {
+        objects: sizes.objects,
+        shallow_bytes: sizes.shallow_bytes,
+        retained_objects: sizes.retained_objects,
+        retained_bytes: sizes.retained_bytes,
+    }
+}
+
+fn sizes_from(sizes: Option<pb::RetainedSizes>) -> Retained {
+    let sizes = sizes.unwrap_or_default();
+    Retained {
+        objects: sizes.objects,
+        shallow_bytes: sizes.shallow_bytes,
+        retained_objects: sizes.retained_objects,
+        retained_bytes: sizes.retained_bytes,
+    }
+}
+
+pub(crate) fn owner_to(owner: &SiteOwner) -> pb::SiteOwner {
+    pb::SiteOwner {
+        owner: owner.owner.as_ref().map(owner_site_to),
+        address: owner.address,
+        owner_objects: owner.owner_objects,
+        root: owner.root.clone(),
+        path: owner.path.clone(),
+        objects: owner.objects,
+        bytes: owner.bytes,
+    }
+}
+
+pub(crate) fn owner_from(owner: pb::SiteOwner) -> Result<SiteOwner, QueryError> {
+    Ok(SiteOwner {
+        owner: owner.owner.map(owner_site_from).transpose()?,
+        address: owner.address,
+        owner_objects: owner.owner_objects,
+        root: owner.root,
+        path: owner.path,
+        objects: owner.objects,
+        bytes: owner.bytes,
+    })
+}
+
+pub(crate) fn retained_to(answer: &DumpRetained) -> pb::RetainedResponse {
+    pb::RetainedResponse {
+        dump: Some(dump_to_proto(&answer.dump)),
+        objects: answer.objects,
+        reachable_objects: answer.reachable_objects,
+        reachable_bytes: answer.reachable_bytes,
+        rows: answer
+            .rows
+            .iter()
+            .map(|row| pb::RetainedRow {
+                key: row.key.clone(),
+                site: row.site.as_ref().map(site_to),
+                sizes: Some(sizes_to(&row.retained)),
+                owners: row.owners.iter().map(owner_to).collect(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn retained_from(
+    by: RetainedBy,
+    response: pb::RetainedResponse,
+) -> Result<DumpRetained, QueryError> {
+    let mut rows = Vec::with_capacity(response.rows.len());
+    for row in response.rows {
+        rows.push(RetainedRow {
+            key: row.key,
+            site: match row.site {
+                None => None,
+                Some(site) => Some(site_from(Some(site))?),
+            },
+            retained: sizes_from(row.sizes),
+            owners: row
+                .owners
+                .into_iter()
+                .map(owner_from)
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(DumpRetained {
+        dump: dump_from(response.dump)?,
+        objects: response.objects,
+        reachable_objects: response.reachable_objects,
+        reachable_bytes: response.reachable_bytes,
+        by,
+        rows,
+    })
+}
+
+pub(crate) fn dominators_to(answer: &DumpDominators) -> pb::DominatorsResponse {
+    pb::DominatorsResponse {
+        dump: Some(dump_to_proto(&answer.dump)),
+        reachable_objects: answer.reachable_objects,
+        reachable_bytes: answer.reachable_bytes,
+        nodes: answer
+            .nodes
+            .iter()
+            .map(|node| pb::DominatorNode {
+                parent: node.parent,
+                depth: node.depth,
+                address: node.address,
+                r#type: node.object_type.as_str().to_owned(),
+                class_name: node.class_name.clone(),
+                file: node.file.clone(),
+                line: node.line,
+                root: node.root.clone(),
+                shallow_bytes: node.shallow_bytes,
+                retained_objects: node.retained_objects,
+                retained_bytes: node.retained_bytes,
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn dominators_from(
+    response: pb::DominatorsResponse,
+) -> Result<DumpDominators, QueryError> {
+    let mut nodes = Vec::with_capacity(response.nodes.len());
+    for node in response.nodes {
+        nodes.push(DominatorNode {
+            parent: node.parent,
+            depth: node.depth,
+            address: node.address,
+            object_type: object_type_from(&node.r#type)?,
+            class_name: node.class_name,
+            file: node.file,
+            line: node.line,
+            root: node.root,
+            shallow_bytes: node.shallow_bytes,
+            retained_objects: node.retained_objects,
+            retained_bytes: node.retained_bytes,
+        });
+    }
+    Ok(DumpDominators {
+        dump: dump_from(response.dump)?,
+        reachable_objects: response.reachable_objects,
+        reachable_bytes: response.reachable_bytes,
+        nodes,
+    })
+}
+
+pub(crate) fn leak_rank_from(rank: i32) -> Result<LeakRank, QueryError> {
+    match pb::LeakRank::try_from(rank) {
+        Ok(pb::LeakRank::Unspecified | pb::LeakRank::Memory) => Ok(LeakRank::Memory),
+        Ok(pb::LeakRank::Objects) => Ok(LeakRank::Objects),
+        Err(_) => Err(QueryError::Invalid(format!("unknown leak ranking {rank}"))),
+    }
+}
+
+pub(crate) fn leak_rank_to(rank: LeakRank) -> pb::LeakRank {
+    match rank {
+        LeakRank::Memory => pb::LeakRank::Memory,
+        LeakRank::Objects => pb::LeakRank::Objects,
+    }
+}
+
+fn owner_site_to(site: &OwnerSite) -> pb::Site {
+    pb::Site {
+        file: site.file.clone(),
+        line: site.line,
+        r#type: site.object_type.as_str().to_owned(),
+        class_name: site.class_name.clone(),
+    }
+}
+
+fn owner_site_from(site: pb::Site) -> Result<OwnerSite, QueryError> {
+    Ok(OwnerSite {
+        object_type: object_type_from(&site.r#type)?,
+        file: site.file,
+        line: site.line,
+        class_name: site.class_name,
+    })
+}
+
+fn held_by_to(held: &HeldBy) -> pb::HeldBy {
+    pb::HeldBy {
+        owner: held.owner.as_ref().map(owner_site_to),
+        root: held.root.clone(),
+        path: held.path.clone(),
+        objects: held.objects,
+        bytes: held.bytes,
+        objects_per_dump: held.objects_per_dump,
+        growing: held.growing,
+        processes: count_to(held.processes),
+        hosts: held.hosts.clone(),
+    }
+}
+
+fn held_by_from(held: pb::HeldBy) -> Result<HeldBy, QueryError> {
+    Ok(HeldBy {
+        owner: held.owner.map(owner_site_from).transpose()?,
+        root: held.root,
+        path: held.path,
+        objects: held.objects,
+        bytes: held.bytes,
+        objects_per_dump: held.objects_per_dump,
+        growing: held.growing,
+        processes: held.processes as usize,
+        hosts: held.hosts,
     })
 }

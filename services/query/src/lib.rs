@@ -28,7 +28,7 @@ pub use error::QueryError;
 use heapfleet_service::backends::{open_catalog, open_store};
 use heapfleet_service::stack::service_stack;
 use heapfleet_service::{health, server};
-pub use reader::{Queries, StoreQueries, paths_in};
+pub use reader::{Queries, StoreQueries, dominators_in, paths_in};
 pub use service::{QUERY_SERVICE_NAME, QueryServer};
 
 /// Opens the query service's backends from `config`.

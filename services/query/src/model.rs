@@ -211,3 +211,119 @@ pub struct DumpRetainerPaths {
     #[serde(flatten)]
     pub paths: heapfleet_analysis::RetainerPaths,
 }
+
+/// What a retained-size listing groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetainedBy {
+    /// Allocation site, with owners.
+    Site,
+    /// Class name.
+    Class,
+    /// Object type.
+    Type,
+}
+
+/// One row of a retained-size listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedRow {
+    /// The site's location, the class name or the type name.
+    pub key: String,
+    /// The site, for rows by site.
+    pub site: Option<heapfleet_analysis::SiteKey>,
+    /// The sizes.
+    #[serde(flatten)]
+    pub retained: heapfleet_analysis::Retained,
+    /// The site's largest owners, for rows by site.
+    pub owners: Vec<heapfleet_analysis::SiteOwner>,
+}
+
+/// A dump's retained sizes, from its ownership pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpRetained {
+    /// The dump.
+    pub dump: DumpRecord,
+    /// Heap objects in the dump.
+    pub objects: u64,
+    /// Objects a GC root reaches.
+    pub reachable_objects: u64,
+    /// Their bytes.
+    pub reachable_bytes: u64,
+    /// What the rows group by.
+    pub by: RetainedBy,
+    /// Most retained bytes first.
+    pub rows: Vec<RetainedRow>,
+}
+
+impl DumpRetained {
+    /// The listing of `dump`'s ownership results by `by`, `top` rows.
+    pub fn from_ownership(
+        dump: DumpRecord,
+        ownership: heapfleet_analysis::DumpOwnership,
+        by: RetainedBy,
+        top: usize,
+    ) -> DumpRetained {
+        let rows: Vec<RetainedRow> = match by {
+            RetainedBy::Site => ownership
+                .sites
+                .into_iter()
+                .take(top)
+                .map(|row| RetainedRow {
+                    key: row.site.location(),
+                    site: Some(row.site),
+                    retained: row.retained,
+                    owners: row.owners,
+                })
+                .collect(),
+            RetainedBy::Class | RetainedBy::Type => {
+                let groups = if by == RetainedBy::Class {
+                    ownership.classes
+                } else {
+                    ownership.types
+                };
+                groups
+                    .into_iter()
+                    .take(top)
+                    .map(|group| RetainedRow {
+                        key: group.key,
+                        site: None,
+                        retained: group.retained,
+                        owners: Vec::new(),
+                    })
+                    .collect()
+            }
+        };
+        DumpRetained {
+            dump,
+            objects: ownership.objects,
+            reachable_objects: ownership.reachable_objects,
+            reachable_bytes: ownership.reachable_bytes,
+            by,
+            rows,
+        }
+    }
+}
+
+/// A dump's dominator tree, or part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpDominators {
+    /// The dump.
+    pub dump: DumpRecord,
+    /// Objects a GC root reaches.
+    pub reachable_objects: u64,
+    /// Their bytes.
+    pub reachable_bytes: u64,
+    /// Depth first, the largest child first.
+    pub nodes: Vec<heapfleet_analysis::DominatorNode>,
+}
+
+/// Which part of a dominator tree to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DominatorsQuery {
+    /// The object to start from; `None`: the roots.
+    pub from_address: Option<u64>,
+    /// Levels listed.
+    pub depth: u32,
+    /// Children listed per node, the largest first.
+    pub top: usize,
+}

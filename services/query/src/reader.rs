@@ -8,17 +8,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use heapfleet_analysis::{
-    DumpSites, GraphBuilder, GroupSummary, LeakAccumulator, LeakOptions, LeakReport, PathTarget,
-    ProcessDumps, generation_detail, generation_totals, path_matches, rollup,
+    DumpSites, GraphBuilder, GroupSummary, LeakAccumulator, LeakOptions, LeakRank, LeakReport,
+    PathTarget, ProcessDumps, ProcessOwnership, apply_ownership, generation_detail,
+    generation_totals, group_by_owner, path_matches, rank_suspects, rollup,
 };
-use heapfleet_catalog::{Catalog, DumpFilter, DumpRecord, ProcessSummary};
+use heapfleet_catalog::{Catalog, DumpFilter, DumpRecord, OwnershipState, ProcessSummary};
 use heapfleet_service::backends::Objects;
 use heapfleet_storage::AggregateStore;
 
 use crate::QueryError;
 use crate::model::{
-    DumpDiff, DumpGenerationDetail, DumpQuery, DumpRetainerPaths, DumpRollup, DumpSummary,
-    GroupComparison, ParseSummary, ProcessTimeline, RollupQuery, SiteTimeline, TimelinePoint,
+    DominatorsQuery, DumpDiff, DumpDominators, DumpGenerationDetail, DumpQuery, DumpRetained,
+    DumpRetainerPaths, DumpRollup, DumpSummary, GroupComparison, ParseSummary, ProcessTimeline,
+    RetainedBy, RollupQuery, SiteTimeline, TimelinePoint,
 };
 
 /// Everything the read commands ask.
@@ -49,7 +51,12 @@ pub trait Queries: Send + Sync {
     async fn diff(&self, references: &[String], top: usize) -> Result<DumpDiff, QueryError>;
 
     /// The leak report over the processes with ready dumps in `scope`, `top` suspects.
-    async fn leak_report(&self, scope: &DumpQuery, top: usize) -> Result<LeakReport, QueryError>;
+    async fn leak_report(
+        &self,
+        scope: &DumpQuery,
+        top: usize,
+        rank: LeakRank,
+    ) -> Result<LeakReport, QueryError>;
 
     /// Per-site differences between the processes of two selections, `top` rows.
     async fn compare(
@@ -76,6 +83,23 @@ pub trait Queries: Send + Sync {
         target: &PathTarget,
         max_paths: usize,
     ) -> Result<DumpRetainerPaths, QueryError>;
+
+    /// One dump's retained sizes by site (with owners), class or type, `top` rows: the stored
+    /// results of its ownership pass.
+    async fn retained(
+        &self,
+        reference: &str,
+        by: RetainedBy,
+        top: usize,
+    ) -> Result<DumpRetained, QueryError>;
+
+    /// Part of one dump's dominator tree: its top from the stored results when they cover the
+    /// query, else computed again from the dump's file in object storage.
+    async fn dominators(
+        &self,
+        reference: &str,
+        query: DominatorsQuery,
+    ) -> Result<DumpDominators, QueryError>;
 }
 
 /// Answers queries from a catalog and an aggregate store, for one tenant.
@@ -372,12 +396,26 @@ impl Queries for StoreQueries {
         })
     }
 
-    async fn leak_report(&self, scope: &DumpQuery, top: usize) -> Result<LeakReport, QueryError> {
+    async fn leak_report(
+        &self,
+        scope: &DumpQuery,
+        top: usize,
+        rank: LeakRank,
+    ) -> Result<LeakReport, QueryError> {
         let processes = self.processes_in(scope).await?;
-        let mut report = LeakAccumulator::new(LeakOptions::default());
-        self.for_each_process(processes, |process| report.add_process(&process))
+        let mut accumulator = LeakAccumulator::new(LeakOptions::default());
+        self.for_each_process(processes, |process| accumulator.add_process(&process))
             .await?;
-        Ok(report.finish(top))
+        // Every suspect, ranked by score; the best of them (by score and by their objects'
+        // own bytes) get their retained bytes and owners, then the report is ranked as asked.
+        let mut report = accumulator.finish(usize::MAX);
+        let candidates = ownership_candidates(&report.suspects, top);
+        self.attach_ownership(&mut report.suspects, &candidates)
+            .await?;
+        rank_suspects(&mut report.suspects, rank);
+        report.suspects.truncate(top);
+        group_by_owner(&mut report);
+        Ok(report)
     }
 
     async fn compare(
@@ -461,6 +499,149 @@ impl Queries for StoreQueries {
         max_paths: usize,
     ) -> Result<DumpRetainerPaths, QueryError> {
         let dump = self.resolve_ready(reference).await?;
+        let reader = self.open_dump_file(&dump).await?;
+        let target = target.clone();
+        let paths = tokio::task::spawn_blocking(move || paths_in(reader, &target, max_paths))
+            .await
+            .map_err(|error| QueryError::Internal(error.to_string()))??;
+        Ok(DumpRetainerPaths { dump, paths })
+    }
+
+    async fn retained(
+        &self,
+        reference: &str,
+        by: RetainedBy,
+        top: usize,
+    ) -> Result<DumpRetained, QueryError> {
+        let dump = self.resolve_ready(reference).await?;
+        let ownership = self.stored_ownership(&dump).await?;
+        Ok(DumpRetained::from_ownership(dump, ownership, by, top))
+    }
+
+    async fn dominators(
+        &self,
+        reference: &str,
+        query: DominatorsQuery,
+    ) -> Result<DumpDominators, QueryError> {
+        let dump = self.resolve_ready(reference).await?;
+        let defaults = heapfleet_analysis::OwnershipOptions::default();
+        // The stored top of the tree answers a query from the roots that asks no deeper and
+        // no wider than it was kept.
+        if query.from_address.is_none()
+            && query.depth <= defaults.tree_depth
+            && query.top <= defaults.tree_children
+            && let Ok(ownership) = self.store.get_dump_ownership(dump.id.as_str()).await
+        {
+            return Ok(DumpDominators {
+                dump,
+                reachable_objects: ownership.reachable_objects,
+                reachable_bytes: ownership.reachable_bytes,
+                nodes: trim_tree(ownership.tree, query.depth, query.top),
+            });
+        }
+        let reader = self.open_dump_file(&dump).await?;
+        let (reachable_objects, reachable_bytes, nodes) =
+            tokio::task::spawn_blocking(move || dominators_in(reader, query))
+                .await
+                .map_err(|error| QueryError::Internal(error.to_string()))??;
+        Ok(DumpDominators {
+            dump,
+            reachable_objects,
+            reachable_bytes,
+            nodes,
+        })
+    }
+}
+
+impl StoreQueries {
+    /// Reads the ownership rows of the suspects numbered in `candidates` across their growing
+    /// processes' dumps, one store read per process, and attaches them (retained bytes, owners).
+    async fn attach_ownership(
+        &self,
+        suspects: &mut [heapfleet_analysis::LeakSuspect],
+        candidates: &[usize],
+    ) -> Result<(), QueryError> {
+        // (host, pid, instance) -> the process's dump ids and the candidate sites growing there.
+        type ProcessKey = (String, u32, String);
+        let mut per_process: std::collections::BTreeMap<
+            ProcessKey,
+            (Vec<String>, Vec<heapfleet_analysis::SiteKey>),
+        > = Default::default();
+        for &index in candidates {
+            let suspect = &suspects[index];
+            for evidence in &suspect.evidence {
+                let entry = per_process
+                    .entry((
+                        evidence.host.clone(),
+                        evidence.pid,
+                        evidence.instance.clone(),
+                    ))
+                    .or_insert_with(|| {
+                        (
+                            evidence
+                                .series
+                                .iter()
+                                .map(|point| point.dump_id.clone())
+                                .collect(),
+                            Vec::new(),
+                        )
+                    });
+                entry.1.push(suspect.site.clone());
+            }
+        }
+        let store = self.store.clone();
+        let reads = per_process.into_iter().map(|(process, (dumps, sites))| {
+            let store = store.clone();
+            async move {
+                let ids: Vec<&str> = dumps.iter().map(String::as_str).collect();
+                let rows = store.site_ownership(&ids, &sites).await?;
+                Ok::<_, QueryError>((process, rows))
+            }
+        });
+        let mut rows_by_process: std::collections::HashMap<
+            ProcessKey,
+            Vec<heapfleet_storage::DumpSiteOwnership>,
+        > = Default::default();
+        let mut reads = futures::stream::iter(reads).buffer_unordered(PROCESS_READS_IN_FLIGHT);
+        while let Some(read) = reads.next().await {
+            let (process, rows) = read?;
+            rows_by_process.insert(process, rows);
+        }
+        for &index in candidates {
+            let suspect = &mut suspects[index];
+            let processes: Vec<ProcessOwnership> = suspect
+                .evidence
+                .iter()
+                .filter_map(|evidence| {
+                    let rows = rows_by_process.get(&(
+                        evidence.host.clone(),
+                        evidence.pid,
+                        evidence.instance.clone(),
+                    ))?;
+                    Some(ProcessOwnership {
+                        host: evidence.host.clone(),
+                        series: rows
+                            .iter()
+                            .map(|dump| {
+                                dump.sites
+                                    .iter()
+                                    .find(|row| row.site == suspect.site)
+                                    .cloned()
+                            })
+                            .collect(),
+                    })
+                })
+                .collect();
+            apply_ownership(suspect, &processes);
+        }
+        Ok(())
+    }
+
+    /// Opens a ready dump's file in object storage for a parse on a blocking thread.
+    async fn open_dump_file(
+        &self,
+        dump: &DumpRecord,
+    ) -> Result<Box<dyn std::io::Read + Send>, QueryError> {
         let Some(key) = &dump.object_key else {
             return Err(QueryError::NotReady(format!(
                 "dump {} was imported from a local file that heapfleet did not keep; \
@@ -477,18 +658,129 @@ impl Queries for StoreQueries {
         };
         let key = heapfleet_service::backends::ObjectPath::parse(key)
             .map_err(|error| QueryError::Internal(format!("stored key {key:?}: {error}")))?;
-        let reader = objects.reader(&key).await.map_err(|error| match error {
+        objects.reader(&key).await.map_err(|error| match error {
             heapfleet_objects::object_store::Error::NotFound { .. } => QueryError::NotFound(
                 format!("the file of dump {} is gone from object storage", dump.id),
             ),
             other => QueryError::Unavailable(heapfleet_service::status::error_chain(&other)),
-        })?;
-        let target = target.clone();
-        let paths = tokio::task::spawn_blocking(move || paths_in(reader, &target, max_paths))
-            .await
-            .map_err(|error| QueryError::Internal(error.to_string()))??;
-        Ok(DumpRetainerPaths { dump, paths })
+        })
     }
+
+    /// The dump's stored ownership results, or why there are none yet.
+    async fn stored_ownership(
+        &self,
+        dump: &DumpRecord,
+    ) -> Result<heapfleet_analysis::DumpOwnership, QueryError> {
+        match self.store.get_dump_ownership(dump.id.as_str()).await {
+            Ok(ownership) => Ok(ownership),
+            Err(heapfleet_storage::StorageError::NotFound(_)) => {
+                let state = match &dump.ownership {
+                    None => "no ownership pass is queued for it (its file was not kept)".to_owned(),
+                    Some(OwnershipState::Queued) => "its ownership pass is queued".to_owned(),
+                    Some(OwnershipState::Running) => "its ownership pass is running".to_owned(),
+                    Some(OwnershipState::Skipped { reason }) => {
+                        format!("its ownership pass was skipped: {reason}")
+                    }
+                    Some(OwnershipState::Failed { reason }) => {
+                        format!("its ownership pass failed: {reason}")
+                    }
+                    Some(OwnershipState::Ready) => "its ownership results are gone".to_owned(),
+                };
+                Err(QueryError::NotReady(format!(
+                    "dump {} has no retained sizes: {state}",
+                    dump.id
+                )))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// The suspects worth reading ownership rows for: the best `3 x top` (at least 60) by score
+/// and as many by the memory ranking on their objects' own bytes, so that the memory ranking
+/// sees every suspect that can reach the top.
+fn ownership_candidates(suspects: &[heapfleet_analysis::LeakSuspect], top: usize) -> Vec<usize> {
+    let wanted = (top.saturating_mul(3)).max(60);
+    let mut by_bytes: Vec<usize> = (0..suspects.len()).collect();
+    by_bytes.sort_by(|&left, &right| {
+        heapfleet_analysis::memory_score(&suspects[right])
+            .total_cmp(&heapfleet_analysis::memory_score(&suspects[left]))
+    });
+    let mut chosen: std::collections::BTreeSet<usize> = (0..suspects.len().min(wanted)).collect();
+    chosen.extend(by_bytes.into_iter().take(wanted));
+    chosen.into_iter().collect()
+}
+
+/// Keeps the part of a stored tree listing within `depth` levels and the `top` largest
+/// children per node (the listing is depth first, children largest first).
+fn trim_tree(
+    nodes: Vec<heapfleet_analysis::DominatorNode>,
+    depth: u32,
+    top: usize,
+) -> Vec<heapfleet_analysis::DominatorNode> {
+    let mut kept: Vec<heapfleet_analysis::DominatorNode> = Vec::new();
+    // Listing index -> kept index, for nodes kept.
+    let mut new_index: Vec<Option<u32>> = Vec::with_capacity(nodes.len());
+    let mut children_kept: std::collections::HashMap<Option<u32>, usize> = Default::default();
+    for mut node in nodes {
+        let parent_kept = match node.parent {
+            None => Some(None),
+            Some(parent) => new_index[parent as usize].map(Some),
+        };
+        let keep = node.depth < depth
+            && parent_kept.is_some_and(|parent| {
+                let count = children_kept.entry(parent).or_default();
+                *count += 1;
+                *count <= top
+            });
+        if keep {
+            node.parent = parent_kept.flatten();
+            new_index.push(Some(kept.len() as u32));
+            kept.push(node);
+        } else {
+            new_index.push(None);
+        }
+    }
+    kept
+}
+
+/// Parses a dump into its object graph and lists part of its dominator tree: reachable
+/// objects, their bytes, the nodes.
+pub fn dominators_in(
+    reader: impl std::io::Read,
+    query: DominatorsQuery,
+) -> Result<(u64, u64, Vec<heapfleet_analysis::DominatorNode>), QueryError> {
+    let graph = heapfleet_ingest::dump_graph(
+        reader,
+        &heapfleet_dump::ParseOptions::default(),
+        heapfleet_ingest::DEFAULT_MAX_OWNERSHIP_OBJECTS,
+    )
+    .map_err(|error| match error {
+        heapfleet_ingest::OwnershipError::TooLarge(too_large) => {
+            QueryError::Invalid(too_large.to_string())
+        }
+        other => QueryError::Unavailable(format!(
+            "cannot read the dump again: {}",
+            heapfleet_service::status::error_chain(&other)
+        )),
+    })?;
+    let analysis = heapfleet_analysis::OwnershipAnalysis::new(&graph);
+    let from = match query.from_address {
+        None => None,
+        Some(address) => Some(graph.node_at(address).ok_or_else(|| {
+            QueryError::NotFound(format!("the dump holds no object at 0x{address:x}"))
+        })?),
+    };
+    let nodes = analysis
+        .subtree(from, query.depth, query.top)
+        .ok_or_else(|| {
+            QueryError::Invalid(format!(
+                "the object at 0x{:x} is garbage: no GC root reaches it",
+                query.from_address.unwrap_or_default()
+            ))
+        })?;
+    let (reachable_bytes, reachable_objects) = analysis.retained_root();
+    Ok((reachable_objects, reachable_bytes, nodes))
 }
 
 /// Parses a dump into its object graph and finds the paths.
@@ -568,6 +860,8 @@ mod tests {
             bad_lines: 0,
             registered_at_unix: 0,
             object_key: None,
+            ownership: None,
+            ownership_attempts: 0,
         }
     }
 

@@ -9,7 +9,7 @@ use heapfleet_service::convert::{dump_to_proto, kind_of};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::model::{DumpQuery, RollupQuery};
+use crate::model::{DominatorsQuery, DumpQuery, RollupQuery};
 use crate::reader::{Queries, StoreQueries};
 
 /// The full gRPC name of the service, for health statuses.
@@ -149,7 +149,11 @@ impl QueryService for QueryServer {
         let request = request.into_inner();
         let scope = convert::selector_from(request.scope);
         let report = queries
-            .leak_report(&scope, top_or_default(request.top))
+            .leak_report(
+                &scope,
+                top_or_default(request.top),
+                convert::leak_rank_from(request.rank)?,
+            )
             .await?;
         Ok(Response::new(convert::leak_report_to(&report)))
     }
@@ -206,5 +210,41 @@ impl QueryService for QueryServer {
             .retainer_paths(&request.dump_id, &target, max_paths.min(100))
             .await?;
         Ok(Response::new(convert::paths_to(&answer)))
+    }
+
+    async fn retained(
+        &self,
+        request: Request<pb::RetainedRequest>,
+    ) -> Result<Response<pb::RetainedResponse>, Status> {
+        let queries = self.queries_for(&request);
+        let request = request.into_inner();
+        let by = convert::retained_by_from(request.by)?;
+        let answer = queries
+            .retained(&request.dump_id, by, top_or_default(request.top))
+            .await?;
+        Ok(Response::new(convert::retained_to(&answer)))
+    }
+
+    async fn dominators(
+        &self,
+        request: Request<pb::DominatorsRequest>,
+    ) -> Result<Response<pb::DominatorsResponse>, Status> {
+        let queries = self.queries_for(&request);
+        let request = request.into_inner();
+        let query = DominatorsQuery {
+            from_address: request.from_address,
+            depth: if request.depth == 0 {
+                3
+            } else {
+                request.depth.min(50)
+            },
+            top: if request.top == 0 {
+                10
+            } else {
+                (request.top as usize).min(1_000)
+            },
+        };
+        let answer = queries.dominators(&request.dump_id, query).await?;
+        Ok(Response::new(convert::dominators_to(&answer)))
     }
 }

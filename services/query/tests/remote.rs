@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use heapfleet_analysis::PathTarget;
+use heapfleet_analysis::{LeakRank, PathTarget};
 use heapfleet_catalog::{Catalog, NewDump, ProcessKey, SqliteCatalog};
 use heapfleet_dump::ParseOptions;
 use heapfleet_query::model::DumpQuery;
@@ -50,6 +50,7 @@ async fn queries(dir: &std::path::Path) -> StoreQueries {
                 catalog.as_ref(),
                 store.clone(),
                 ParseOptions::default(),
+                None,
                 None,
             )
             .await
@@ -104,11 +105,23 @@ async fn test_remote_queries_answer_like_local_ones() {
     assert_eq!(filtered[0].process.host, "web-2");
     assert_eq!(filtered[0].dump_count, 3);
 
-    let report = local.leak_report(&everything, 10).await.unwrap();
+    let report = local
+        .leak_report(&everything, 10, LeakRank::Memory)
+        .await
+        .unwrap();
     assert!(!report.suspects.is_empty());
     assert_eq!(report.suspects[0].processes_growing, 2);
-    assert_eq!(remote.leak_report(&everything, 10).await.unwrap(), report);
-    let one_host = remote.leak_report(&web_2, 10).await.unwrap();
+    assert_eq!(
+        remote
+            .leak_report(&everything, 10, LeakRank::Memory)
+            .await
+            .unwrap(),
+        report
+    );
+    let one_host = remote
+        .leak_report(&web_2, 10, LeakRank::Memory)
+        .await
+        .unwrap();
     assert_eq!(one_host.processes_analysed, 1);
     assert_eq!(one_host.suspects[0].hosts_growing, vec!["web-2"]);
 
