@@ -10,8 +10,17 @@
 #   redis-server, ruby-sidekiq
 #              a real Redis and Sidekiq 6 for the end to end with the Ruby integration
 #              (services/heapfleet/tests/sidekiq.rs starts its own throwaway redis-server)
+#   reap 0.3.3 an independent implementation of dominators and retained sizes for Ruby dumps
+#              (tests/it/reap_differential.rs); built from crates.io with cargo, about a
+#              minute, into cargo's bin directory
 # Uses apt (Debian/Ubuntu) and needs root for that; otherwise it says what to install and fails.
 set -euo pipefail
+
+# reap comes from crates.io, not apt: install it first, as any user.
+if ! command -v reap >/dev/null 2>&1; then
+  echo "installing reap 0.3.3 with cargo install" >&2
+  cargo install reap --version 0.3.3 --locked --quiet
+fi
 
 postgres_installed() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \

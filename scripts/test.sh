@@ -19,6 +19,8 @@
 # HEAPFLEET_REQUIRE_SERVICES=1 to make them fail instead (CI always does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Tools installed with `cargo install` (reap) live in cargo's bin directory.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 if ! scripts/install-test-deps.sh; then
   echo "test.sh: some test dependencies are missing; the tests that need them will skip" \

@@ -11,6 +11,7 @@ mod heapy_differential;
 mod object_storage;
 mod postgres_catalog;
 mod real_dump;
+mod reap_differential;
 mod scylla_store;
 mod slot_reuse;
 mod tidy;

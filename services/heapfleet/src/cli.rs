@@ -11,7 +11,8 @@ use crate::output::Format;
 ///
 /// By default everything runs in this one process on a local data directory (no servers
 /// needed): import dumps, list them, look inside one, and diff several dumps of one process.
-/// With --server URL the read commands (dumps, show, diff, leaks, compare, timeline, paths) ask
+/// With --server URL the read commands (dumps, show, diff, leaks, compare, timeline, paths,
+/// retained, dominators) ask
 /// a heapfleet server instead, `upload` and `agent` send dumps to one, `delete` deletes on one,
 /// and `serve` runs a whole server on the data directory.
 #[derive(Debug, Parser)]
@@ -100,6 +101,21 @@ pub(crate) enum Command {
     /// The dump is parsed again (no object graph is kept at ingest): from object storage for an
     /// uploaded dump, or from --file for one imported from a local file.
     Paths(PathsArgs),
+    /// Who holds the memory of one dump: retained bytes and objects per site (with the
+    /// objects that hold each site's objects, its owners), class or type.
+    ///
+    /// A group's retained size is what the garbage collector would free with it: its objects
+    /// and everything only they keep alive, each object counted once. An owner is the object
+    /// that accumulates a site's objects (see the README, "Who holds a leak"). Read from the
+    /// dump's ownership pass, which runs after its ingest; with --file, computed here from the
+    /// dump's file.
+    Retained(RetainedArgs),
+    /// One dump's dominator tree: the objects that keep the most memory alive and, level by
+    /// level, what each of them holds, with retained sizes.
+    ///
+    /// From the roots, the top of the tree comes from the dump's ownership pass; deeper, wider
+    /// or from an object (--from), the dump is parsed again (from object storage, or --file).
+    Dominators(DominatorsArgs),
     /// Import the example dumps shipped with heapfleet and show what they reveal.
     Demo(DemoArgs),
     /// Send heap dumps (files or directories) to a heapfleet server, which ingests them.
@@ -188,6 +204,24 @@ pub(crate) struct LeaksArgs {
     /// Suspects to show.
     #[arg(long, default_value_t = 20)]
     pub(crate) top: usize,
+
+    /// Rank by the score weighted by the memory each leak adds per dump (retained bytes where
+    /// the ownership pass ran, else the objects' own), or by the object-growth score alone.
+    #[arg(long, value_enum, default_value_t = LeakRankArg::Memory)]
+    pub(crate) rank: LeakRankArg,
+
+    /// Show every column (score, objects per dump and hour, per 1,000 jobs, since when).
+    #[arg(long)]
+    pub(crate) wide: bool,
+}
+
+/// How `leaks` ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LeakRankArg {
+    /// The score weighted by the bytes added per dump.
+    Memory,
+    /// The object-growth score.
+    Objects,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +267,65 @@ pub(crate) struct PathsArgs {
     /// The dump's file, for a dump imported from a local file (its SHA-256 must match).
     #[arg(long, value_name = "PATH")]
     pub(crate) file: Option<PathBuf>,
+}
+
+/// What `retained` groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RetainedByArg {
+    /// Allocation site (file, line, type, class), with owners.
+    Site,
+    /// Class name.
+    Class,
+    /// Object type.
+    Type,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RetainedArgs {
+    /// Dump id (or a unique prefix of one).
+    pub(crate) dump: String,
+
+    /// Group by allocation site, class or type.
+    #[arg(long, value_enum, default_value_t = RetainedByArg::Site)]
+    pub(crate) by: RetainedByArg,
+
+    /// Rows to show, most retained bytes first.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) top: usize,
+
+    /// Compute from this file (the dump's own, checked by its SHA-256) instead of the stored
+    /// results: for a dump imported with --no-keep.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DominatorsArgs {
+    /// Dump id (or a unique prefix of one).
+    pub(crate) dump: String,
+
+    /// Children shown per object, the largest first (and objects at the top level).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) top: usize,
+
+    /// Levels shown.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) depth: u32,
+
+    /// Start from this object (0xADDRESS) instead of the roots.
+    #[arg(long, value_name = "0xADDRESS", value_parser = parse_address)]
+    pub(crate) from: Option<u64>,
+
+    /// Compute from this file (the dump's own, checked by its SHA-256): for a dump imported
+    /// with --no-keep.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
+}
+
+/// Parses `0x7f3a...` (or bare hex digits) as an address.
+fn parse_address(text: &str) -> Result<u64, String> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a hex address"))
 }
 
 #[derive(Debug, Args)]
@@ -404,6 +497,12 @@ pub(crate) struct ImportArgs {
     /// Fail a dump at its first invalid line instead of counting and skipping bad lines.
     #[arg(long)]
     pub(crate) strict: bool,
+
+    /// Keep no copy of the files in the data directory. By default each imported file is
+    /// copied into its `objects/` (as `serve` keeps uploads), so that retained sizes, owners,
+    /// dominators and retainer paths can read it again; without a copy those need --file.
+    #[arg(long)]
+    pub(crate) no_keep: bool,
 }
 
 #[derive(Debug, Args)]

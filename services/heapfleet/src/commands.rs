@@ -9,10 +9,13 @@ mod compare;
 mod delete;
 mod demo;
 mod diff;
+mod dominators;
+mod dump_file;
 mod dumps;
 mod import;
 mod leaks;
 mod paths;
+mod retained;
 mod scope;
 mod serve;
 mod show;
@@ -101,6 +104,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths::run(queries.as_ref(), args, format).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Retained(args) => {
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
+            retained::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dominators(args) => {
+            let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
+            dominators::run(queries.as_ref(), args, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff(args) => {
             let queries = open_queries(cli.server.as_deref(), &client, &cli.data_dir).await?;
             diff::run(queries.as_ref(), args, format).await?;
@@ -119,7 +132,10 @@ async fn open_queries(
         Some(url) => Box::new(RemoteQueries::connect_with(url, client).await?),
         None => {
             let local = Local::open(data_dir).await?;
-            Box::new(StoreQueries::new(LOCAL_TENANT, local.catalog, local.store))
+            let objects = local.objects()?;
+            Box::new(
+                StoreQueries::new(LOCAL_TENANT, local.catalog, local.store).with_objects(objects),
+            )
         }
     })
 }

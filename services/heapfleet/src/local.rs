@@ -1,10 +1,12 @@
 //! The embedded backends in the data directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use heapfleet_catalog::{Catalog, SqliteCatalog};
+use heapfleet_objects::S3Options;
+use heapfleet_service::backends::Objects;
 use heapfleet_storage::{AggregateStore, SqliteStore};
 
 /// The tenant of everything the local commands touch; tenants matter once servers are shared.
@@ -14,6 +16,7 @@ pub(crate) const LOCAL_TENANT: &str = "default";
 pub(crate) struct Local {
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) store: Arc<dyn AggregateStore>,
+    data_dir: PathBuf,
 }
 
 impl Local {
@@ -33,6 +36,22 @@ impl Local {
         Ok(Local {
             catalog: Arc::new(catalog),
             store: Arc::new(store),
+            data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// The directory of the data directory's object store.
+    pub(crate) fn objects_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+
+    /// The data directory's object store (`objects/`): the files `serve` receives and the
+    /// copies `import` keeps.
+    pub(crate) fn objects(&self) -> anyhow::Result<Objects> {
+        let objects_dir = self.objects_dir();
+        let objects_url = objects_dir
+            .to_str()
+            .context("the data directory's path is not valid UTF-8")?;
+        Objects::open(objects_url, &S3Options::default())
     }
 }

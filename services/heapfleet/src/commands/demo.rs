@@ -39,6 +39,7 @@ pub(crate) async fn run(local: &Local, args: DemoArgs, format: Format) -> anyhow
         instance: String::new(),
         taken_at: None,
         strict: false,
+        no_keep: false,
     };
     let candidates = import::find_candidates(&import_args.paths, DEMO_HOST, false)?;
     let (results, summary) =

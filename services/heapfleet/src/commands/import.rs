@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use heapfleet_catalog::{NewDump, ProcessKey};
 use heapfleet_dump::{ParseOptions, parse_dump_file_name};
 use heapfleet_ingest::{error_chain, import_file};
+use heapfleet_ingester::{Ingester, WorkerSettings};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -49,6 +50,10 @@ pub(crate) struct ImportSummary {
     pub(crate) bytes: u64,
     pub(crate) seconds: f64,
     pub(crate) megabytes_per_second: f64,
+    /// Ownership passes (dominators, retained sizes, owners) run after the ingests.
+    pub(crate) ownership_passes: u64,
+    /// Seconds they took.
+    pub(crate) ownership_seconds: f64,
 }
 
 pub(crate) async fn run(
@@ -106,6 +111,7 @@ pub(crate) async fn import_all(
     let mut results = Vec::with_capacity(candidates.len());
     let mut summary = ImportSummary::default();
     let labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    let keep_in = (!args.no_keep).then(|| local.objects_dir());
     for candidate in candidates {
         progress.set_message(
             candidate
@@ -144,6 +150,7 @@ pub(crate) async fn import_all(
                     local.store.clone(),
                     options,
                     Some(on_read),
+                    keep_in.as_deref(),
                 )
                 .await
                 {
@@ -175,8 +182,26 @@ pub(crate) async fn import_all(
         }
         results.push(result);
     }
-    progress.finish_and_clear();
     summary.seconds = start.elapsed().as_secs_f64();
+    // Each kept dump's ownership pass, queued by its ingest, runs now, in this process.
+    progress.set_message("dominators and retained sizes");
+    let ownership_started = Instant::now();
+    let worker = Ingester::new(
+        local.catalog.clone(),
+        local.store.clone(),
+        local.objects()?,
+        WorkerSettings {
+            name: format!("import-{}", std::process::id()),
+            tenant: Some(LOCAL_TENANT.to_owned()),
+            lease: std::time::Duration::from_secs(60),
+            ..WorkerSettings::default()
+        },
+    );
+    summary.ownership_passes = worker
+        .run_queued_ownership(&tokio_util::sync::CancellationToken::new())
+        .await as u64;
+    summary.ownership_seconds = ownership_started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
     summary.megabytes_per_second = if summary.seconds > 0.0 {
         summary.bytes as f64 / 1e6 / summary.seconds
     } else {
@@ -327,7 +352,14 @@ fn print_results(results: &[FileResult], summary: &ImportSummary) -> anyhow::Res
         bytes(summary.bytes),
         summary.seconds,
         summary.megabytes_per_second,
-    ))
+    ))?;
+    if summary.ownership_passes > 0 {
+        print_line(&format!(
+            "retained sizes and owners computed for {} dumps in {:.2} s (`heapfleet retained DUMP`)",
+            summary.ownership_passes, summary.ownership_seconds,
+        ))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! `heapfleet leaks`: the sites whose retained objects keep rising, ranked.
 
-use heapfleet_analysis::LeakSuspect;
+use heapfleet_analysis::{LeakRank, LeakSuspect};
 use heapfleet_query::Queries;
 use serde_json::{Value, json};
 
-use crate::cli::LeaksArgs;
+use crate::cli::{LeakRankArg, LeaksArgs};
 use crate::commands::scope::scope_query;
 use crate::output::{Format, TableBuilder, bytes, count, print_json, print_line, time};
 
@@ -13,8 +13,12 @@ pub(crate) async fn run(
     args: LeaksArgs,
     format: Format,
 ) -> anyhow::Result<()> {
+    let rank = match args.rank {
+        LeakRankArg::Memory => LeakRank::Memory,
+        LeakRankArg::Objects => LeakRank::Objects,
+    };
     let report = queries
-        .leak_report(&scope_query(&args.scope), args.top)
+        .leak_report(&scope_query(&args.scope), args.top, rank)
         .await?;
     match format {
         Format::Json => print_json(&json!({
@@ -23,63 +27,154 @@ pub(crate) async fn run(
             "dumps_analysed": report.dumps_analysed,
         })),
         Format::Table => {
-            let mut table = TableBuilder::new(
-                &[
-                    "#",
-                    "score",
-                    "site",
-                    "type",
-                    "class",
-                    "growing in",
-                    "hosts",
-                    "objects/dump",
-                    "bytes/dump",
-                    "objects/hour",
-                    "per 1k jobs",
-                    "since",
-                ],
-                &[
-                    true, true, false, false, false, false, false, true, true, true, true, false,
-                ],
-            );
-            for (rank, suspect) in report.suspects.iter().enumerate() {
-                table.row(vec![
-                    (rank + 1).to_string(),
-                    format!("{:.2}", suspect.score),
-                    suspect.site.location(),
-                    suspect.site.object_type.to_string(),
-                    suspect.site.class_name.clone().unwrap_or_default(),
-                    format!(
-                        "{}/{} processes",
-                        suspect.processes_growing, suspect.processes_total
-                    ),
-                    format!(
-                        "{} of {}",
-                        suspect.hosts_growing.join(", "),
-                        suspect.hosts_total
-                    ),
-                    format!("{:.1}", suspect.growth_per_dump),
-                    bytes(suspect.bytes_per_dump.max(0.0) as u64),
-                    suspect
-                        .growth_per_hour
-                        .map_or_else(String::new, |rate| format!("{rate:.1}")),
-                    suspect
-                        .growth_per_1000_jobs
-                        .map_or_else(String::new, |rate| format!("{rate:.1}")),
-                    suspect
-                        .since
-                        .as_ref()
-                        .map_or_else(String::new, |since| time(since.taken_at_unix)),
-                ]);
+            if args.wide {
+                print_wide(&report.suspects)?;
+            } else {
+                print_narrow(&report.suspects)?;
             }
-            table.print("no site keeps growing (a process needs at least 3 ingested dumps)")?;
             print_line(&format!(
-                "{} processes and {} dumps analysed; `--format json` has each suspect's evidence",
+                "{} processes and {} dumps analysed; ranked by {}; `--format json` has each \
+                 suspect's evidence and owners",
                 count(report.processes_analysed as u64),
-                count(report.dumps_analysed as u64)
+                count(report.dumps_analysed as u64),
+                match rank {
+                    LeakRank::Memory => "memory added per dump",
+                    LeakRank::Objects => "object growth (--rank objects)",
+                }
             ))
         }
     }
+}
+
+const EMPTY_NOTE: &str = "no site keeps growing (a process needs at least 3 ingested dumps)";
+
+/// `String`, or the type when the class is unknown.
+fn what(suspect: &LeakSuspect) -> String {
+    suspect
+        .site
+        .class_name
+        .clone()
+        .unwrap_or_else(|| suspect.site.object_type.to_string())
+}
+
+/// The main owner: the first growing one, else the first.
+fn main_owner(suspect: &LeakSuspect) -> String {
+    let Some(held) = suspect
+        .held_by
+        .iter()
+        .find(|held| held.growing)
+        .or_else(|| suspect.held_by.first())
+    else {
+        return String::new();
+    };
+    let owner = match &held.owner {
+        None => format!("root {}", held.root),
+        Some(site) => {
+            let name = site
+                .class_name
+                .clone()
+                .unwrap_or_else(|| site.object_type.to_string());
+            match (&site.file, site.line) {
+                (Some(file), Some(line)) => format!("{name} {file}:{line}"),
+                _ => format!("{name} via {}", held.path.join(" › ")),
+            }
+        }
+    };
+    if held.growing {
+        owner
+    } else {
+        format!("{owner} (not growing)")
+    }
+}
+
+/// The bytes a suspect adds per dump, retained where known.
+fn bytes_per_dump(suspect: &LeakSuspect) -> String {
+    bytes(heapfleet_analysis::bytes_growth(suspect) as u64)
+}
+
+fn print_narrow(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
+    let mut table = TableBuilder::new(
+        &[
+            "leak",
+            "site",
+            "what",
+            "growing in",
+            "hosts",
+            "bytes/dump",
+            "held by",
+        ],
+        &[true, false, false, false, false, true, false],
+    );
+    for suspect in suspects {
+        table.row(vec![
+            suspect.leak.to_string(),
+            suspect.site.location(),
+            what(suspect),
+            format!("{}/{}", suspect.processes_growing, suspect.processes_total),
+            suspect.hosts_growing.join(", "),
+            bytes_per_dump(suspect),
+            main_owner(suspect),
+        ]);
+    }
+    table.print(EMPTY_NOTE)
+}
+
+fn print_wide(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
+    let mut table = TableBuilder::new(
+        &[
+            "leak",
+            "score",
+            "site",
+            "type",
+            "class",
+            "growing in",
+            "hosts",
+            "objects/dump",
+            "bytes/dump",
+            "retained",
+            "objects/hour",
+            "per 1k jobs",
+            "since",
+            "held by",
+        ],
+        &[
+            true, true, false, false, false, false, false, true, true, true, true, true, false,
+            false,
+        ],
+    );
+    for suspect in suspects {
+        table.row(vec![
+            suspect.leak.to_string(),
+            format!("{:.2}", suspect.score),
+            suspect.site.location(),
+            suspect.site.object_type.to_string(),
+            suspect.site.class_name.clone().unwrap_or_default(),
+            format!(
+                "{}/{} processes",
+                suspect.processes_growing, suspect.processes_total
+            ),
+            format!(
+                "{} of {}",
+                suspect.hosts_growing.join(", "),
+                suspect.hosts_total
+            ),
+            format!("{:.1}", suspect.growth_per_dump),
+            bytes_per_dump(suspect),
+            suspect.retained_bytes.map_or_else(String::new, bytes),
+            suspect
+                .growth_per_hour
+                .map_or_else(String::new, |rate| format!("{rate:.1}")),
+            suspect
+                .growth_per_1000_jobs
+                .map_or_else(String::new, |rate| format!("{rate:.1}")),
+            suspect
+                .since
+                .as_ref()
+                .map_or_else(String::new, |since| time(since.taken_at_unix)),
+            main_owner(suspect),
+        ]);
+    }
+    table.print(EMPTY_NOTE)
 }
 
 /// A suspect as JSON, its site flattened into `file`, `line`, `type` and `class`.
@@ -100,6 +195,10 @@ fn suspect_json(suspect: &LeakSuspect) -> Value {
         "bytes_per_hour": suspect.bytes_per_hour,
         "growth_per_1000_jobs": suspect.growth_per_1000_jobs,
         "since": suspect.since,
+        "retained_bytes": suspect.retained_bytes,
+        "retained_bytes_per_dump": suspect.retained_bytes_per_dump,
+        "held_by": suspect.held_by,
+        "leak": suspect.leak,
         "evidence": suspect.evidence,
     })
 }

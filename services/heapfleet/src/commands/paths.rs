@@ -1,11 +1,12 @@
 //! `heapfleet paths`: the reference chains that keep objects alive.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use heapfleet_analysis::{PathTarget, RetainerPaths};
 use heapfleet_query::Queries;
 use serde_json::json;
 
 use crate::cli::PathsArgs;
+use crate::commands::dump_file;
 use crate::commands::scope::parse_site;
 use crate::output::{Format, print_json, print_line};
 
@@ -18,22 +19,7 @@ pub(crate) async fn run(
     let (dump, paths) = match &args.file {
         Some(path) => {
             // A local file: check it is the dump's content, then parse it here.
-            let dump = queries.dump_summary(&args.dump).await?.dump;
-            let hash_path = path.clone();
-            let (_, sha256) = tokio::task::spawn_blocking(move || {
-                heapfleet_ingest::file_size_and_sha256(&hash_path)
-            })
-            .await??;
-            if sha256 != dump.content_sha256 {
-                bail!(
-                    "{} is not dump {}: its SHA-256 is {sha256}, the dump's {}",
-                    path.display(),
-                    dump.id,
-                    dump.content_sha256
-                );
-            }
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
+            let (dump, file) = dump_file::open_checked(queries, &args.dump, path).await?;
             let max = args.max;
             let paths =
                 tokio::task::spawn_blocking(move || heapfleet_query::paths_in(file, &target, max))

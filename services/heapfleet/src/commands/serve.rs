@@ -9,9 +9,7 @@ use anyhow::Context;
 use heapfleet_gateway::{Gateway, INGEST_SERVICE_NAME, Limits};
 use heapfleet_ingest::DumpDeleter;
 use heapfleet_ingester::{Ingester, Retention, WorkerSettings};
-use heapfleet_objects::S3Options;
 use heapfleet_query::{QUERY_SERVICE_NAME, QueryServer, StoreQueries};
-use heapfleet_service::backends::Objects;
 use heapfleet_service::stack::{ServingConfig, service_stack};
 use heapfleet_service::{health, server, shutdown};
 use tokio_util::sync::CancellationToken;
@@ -22,11 +20,7 @@ use crate::output::print_line;
 
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let local = Local::open(data_dir).await?;
-    let objects_dir = data_dir.join("objects");
-    let objects_url = objects_dir
-        .to_str()
-        .context("the data directory's path is not valid UTF-8")?;
-    let objects = Objects::open(objects_url, &S3Options::default())?;
+    let objects = local.objects()?;
     let limits = Limits {
         max_dump_bytes: args.max_dump_bytes,
         ..Limits::default()
