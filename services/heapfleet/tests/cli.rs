@@ -393,7 +393,12 @@ fn test_serve_upload_and_remote_reads_match_local_import() {
     let strip = |mut leaks: serde_json::Value| {
         for suspect in leaks["suspects"].as_array_mut().unwrap() {
             let suspect = suspect.as_object_mut().unwrap();
-            for field in ["retained_bytes", "retained_bytes_per_dump", "held_by", "leak"] {
+            for field in [
+                "retained_bytes",
+                "retained_bytes_per_dump",
+                "held_by",
+                "leak",
+            ] {
                 suspect.remove(field);
             }
         }

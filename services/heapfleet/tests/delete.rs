@@ -96,15 +96,26 @@ fn test_delete_removes_imported_dumps_from_the_data_directory() {
         .map(|file| file["dump_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(imported.len(), 3);
+    // Import keeps a copy of each file in the data directory, under the dump's id.
+    let kept_copies = |id: &str| -> usize {
+        walkdir::WalkDir::new(root.path().join("data/objects"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(id))
+            .count()
+    };
+    assert_eq!(kept_copies(&imported[0]), 1);
 
     let deleted = json_ok(&["--data-dir", data, "delete", &imported[0]]);
     let result = &deleted["dumps"][0];
     assert_eq!(result["dump_id"], imported[0].as_str());
     assert_eq!(result["outcome"], "deleted");
     assert_eq!(
-        result["object"], "none",
-        "an imported dump has no stored file"
+        result["object"], "deleted",
+        "the copy the import kept goes with the dump"
     );
+    assert_eq!(kept_copies(&imported[0]), 0);
+    assert_eq!(kept_copies(&imported[1]), 1);
     assert_eq!(result["host"], "web-1");
     assert_eq!(deleted["summary"]["deleted"], 1);
 

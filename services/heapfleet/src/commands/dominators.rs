@@ -50,10 +50,11 @@ fn print_tree(answer: &DumpDominators) -> anyhow::Result<()> {
         &[true, true, true, false],
     );
     for node in &answer.nodes {
+        // The class where the dump names one; the type alone otherwise.
         let what = node
             .class_name
-            .clone()
-            .unwrap_or_else(|| node.object_type.as_str().to_owned());
+            .as_ref()
+            .map_or_else(String::new, |class| format!(" {class}"));
         let site = match (&node.file, node.line) {
             (Some(file), Some(line)) => format!("  {file}:{line}"),
             (Some(file), None) => format!("  {file}"),
@@ -69,7 +70,7 @@ fn print_tree(answer: &DumpDominators) -> anyhow::Result<()> {
             count(node.retained_objects),
             bytes(node.shallow_bytes),
             format!(
-                "{}{}0x{:x} {} {what}{site}{root}",
+                "{}{}0x{:x} {}{what}{site}{root}",
                 "  ".repeat(node.depth as usize),
                 if node.depth == 0 { "" } else { "└ " },
                 node.address,
