@@ -168,9 +168,9 @@ pub fn rank_suspects(suspects: &mut [LeakSuspect], rank: LeakRank) {
     }
 }
 
-/// Numbers the leaks of a ranked report: suspects whose first growing owner is the same
-/// (same owner site, root and path) are one leak, listed together after the best ranked of
-/// them; a suspect without a growing owner is a leak of its own.
+/// Numbers the leaks of a ranked report: suspects whose first growing owner with an
+/// allocation site is the same (same owner site, root and path) are one leak, listed together
+/// after the best ranked of them; any other suspect is a leak of its own.
 pub fn group_by_owner(report: &mut LeakReport) {
     let suspects = std::mem::take(&mut report.suspects);
     let mut groups: Vec<(Option<OwnerKey>, Vec<LeakSuspect>)> = Vec::new();
@@ -178,7 +178,15 @@ pub fn group_by_owner(report: &mut LeakReport) {
         let key = suspect
             .held_by
             .iter()
-            .find(|held| held.growing && held.owner.is_some())
+            // An owner known only by its path may be several lookalike containers (one Array
+            // per global, say): only an owner with an allocation site groups suspects.
+            .find(|held| {
+                held.growing
+                    && held
+                        .owner
+                        .as_ref()
+                        .is_some_and(|owner| owner.file.is_some())
+            })
             .map(|held| (held.owner.clone(), held.root.clone(), held.path.clone()));
         match groups
             .iter_mut()
@@ -345,8 +353,19 @@ mod tests {
         hashes.held_by = vec![held(3, true)];
         let mut lonely = suspect(8, ObjectType::Hash, 0.5);
         lonely.held_by = vec![held(3, false)];
+        // Two suspects held by lookalike owners known only by their path stay apart.
+        let untraced = |line: u32| {
+            let mut untraced = suspect(line, ObjectType::String, 0.1);
+            let mut owner = held(0, true);
+            if let Some(site) = owner.owner.as_mut() {
+                site.file = None;
+                site.line = None;
+            }
+            untraced.held_by = vec![owner];
+            untraced
+        };
         let mut report = LeakReport {
-            suspects: vec![strings, other, hashes, lonely],
+            suspects: vec![strings, other, hashes, lonely, untraced(20), untraced(21)],
             processes_analysed: 1,
             dumps_analysed: 3,
         };
@@ -358,7 +377,14 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            vec![(Some(6), 1), (Some(5), 1), (Some(7), 2), (Some(8), 3)]
+            vec![
+                (Some(6), 1),
+                (Some(5), 1),
+                (Some(7), 2),
+                (Some(8), 3),
+                (Some(20), 4),
+                (Some(21), 5),
+            ]
         );
     }
 }
