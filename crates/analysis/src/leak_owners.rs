@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::leaks::{HeldBy, LeakReport, LeakSuspect};
+use crate::leaks::{HeldBy, LeakReport, LeakSuspect, median};
 use crate::ownership::{OwnerSite, RetainedSite};
 
 /// One growing process's ownership rows for a suspect's site.
@@ -201,19 +201,6 @@ pub fn group_by_owner(report: &mut LeakReport) {
             suspect.leak = number + 1;
             report.suspects.push(suspect);
         }
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
     }
 }
 

@@ -440,7 +440,7 @@ fn site_trend(
 }
 
 /// The median of `values` (0 for none).
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

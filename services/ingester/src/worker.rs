@@ -103,23 +103,9 @@ impl Ingester {
         let worker = self.settings.name.clone();
         let mut ran = 0;
         while !shutdown.is_cancelled() {
-            let claimed = self
-                .catalog
-                .claim_ownership_job(
-                    &worker,
-                    self.settings.lease,
-                    self.settings.tenant.as_deref(),
-                )
-                .await;
-            match claimed {
-                Ok(Some(job)) => {
-                    let span = ownership_span(&worker, &job);
-                    self.run_ownership_job(&worker, job, shutdown)
-                        .instrument(span)
-                        .await;
-                    ran += 1;
-                }
-                Ok(None) => break,
+            match self.next_ownership_job(&worker, shutdown).await {
+                Ok(true) => ran += 1,
+                Ok(false) => break,
                 Err(error) => {
                     tracing::warn!(%worker, error = %error_chain(&error), "cannot claim an ownership job");
                     break;
@@ -127,6 +113,27 @@ impl Ingester {
             }
         }
         ran
+    }
+
+    /// Claims one queued ownership pass for `worker` and runs it to its end. `false` when none
+    /// waits.
+    async fn next_ownership_job(
+        &self,
+        worker: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, CatalogError> {
+        let claimed = self
+            .catalog
+            .claim_ownership_job(worker, self.settings.lease, self.settings.tenant.as_deref())
+            .await?;
+        let Some(job) = claimed else {
+            return Ok(false);
+        };
+        let span = ownership_span(worker, &job);
+        self.run_ownership_job(worker, job, shutdown)
+            .instrument(span)
+            .await;
+        Ok(true)
     }
 
     /// Runs `concurrency` job slots until `shutdown` is cancelled, then lets each running job
@@ -194,24 +201,12 @@ impl Ingester {
                 }
             }
             // No dump waits for its ingest: run an ownership pass, if one waits.
-            match self
-                .catalog
-                .claim_ownership_job(
-                    &worker,
-                    self.settings.lease,
-                    self.settings.tenant.as_deref(),
-                )
-                .await
-            {
-                Ok(Some(job)) => {
+            match self.next_ownership_job(&worker, &shutdown).await {
+                Ok(true) => {
                     idle = self.settings.poll_interval;
-                    let span = ownership_span(&worker, &job);
-                    self.run_ownership_job(&worker, job, &shutdown)
-                        .instrument(span)
-                        .await;
                     continue;
                 }
-                Ok(None) => {}
+                Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(%worker, error = %error_chain(&error), "cannot claim an ownership job; retrying");
                     idle = (idle * 2).min(Duration::from_secs(30));
