@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use heapfleet_catalog::{Catalog, DumpId, PostgresCatalog};
+use heapfleet_catalog::{Catalog, DumpId, OwnershipState, PostgresCatalog};
 use heapfleet_gateway::{Gateway, Limits, client};
 use heapfleet_objects::S3Options;
 use heapfleet_proto::ingest::v1 as pb;
@@ -237,8 +237,9 @@ pub(crate) fn metadata_for(path: &Path, host: &str) -> pb::DumpMetadata {
     }
 }
 
-/// Waits until every dump in `ids` is ready (or one failed), with the ingesters' logs on a
-/// timeout.
+/// Waits until every dump in `ids` is ready and its ownership pass has ended (or one failed),
+/// with the ingesters' logs on a timeout. A pass still queued or running would change the dump's
+/// record, and holds it against deletion.
 pub(crate) async fn wait_ready(
     catalog: &dyn Catalog,
     ids: &[DumpId],
@@ -253,8 +254,18 @@ pub(crate) async fn wait_ready(
             if let Some(reason) = dump.status.failure_reason() {
                 panic!("dump {id} failed: {reason}\n{}", logs());
             }
-            if dump.status != heapfleet_catalog::DumpStatus::Ready {
-                pending.push((id.clone(), dump.status));
+            if let Some(OwnershipState::Failed { reason }) = &dump.ownership {
+                panic!(
+                    "the ownership pass of dump {id} failed: {reason}\n{}",
+                    logs()
+                );
+            }
+            let pass_pending = matches!(
+                dump.ownership,
+                Some(OwnershipState::Queued | OwnershipState::Running)
+            );
+            if dump.status != heapfleet_catalog::DumpStatus::Ready || pass_pending {
+                pending.push((id.clone(), dump.status, dump.ownership));
             }
         }
         if pending.is_empty() {
