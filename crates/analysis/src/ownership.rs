@@ -13,7 +13,9 @@
 //! shared helper, and the Strings inside it, name the container that accumulates the Hashes,
 //! not the Hash that holds three of the Strings. When no ancestor qualifies, the owner is the
 //! nearest ancestor outside the site, or the GC root itself when a root holds the object
-//! directly.
+//! directly. Without allocation tracing a site is only a type and class (every Array of the
+//! dump), so there an ancestor of the site itself can be the owner: the Array that
+//! accumulates leaked Arrays.
 
 use std::collections::HashMap;
 
@@ -28,7 +30,8 @@ use crate::views::NO_CLASS;
 /// How much of the analysis to keep.
 #[derive(Debug, Clone)]
 pub struct OwnershipOptions {
-    /// Owners kept per site, the largest holders first.
+    /// Owners kept per site: this many with the most bytes, then up to this many more with
+    /// the most objects.
     pub owners_per_site: usize,
     /// Sites kept, the largest retained sizes first (every site with an owner of note is kept
     /// up to this many).
@@ -96,6 +99,13 @@ pub struct SiteOwner {
     pub objects: u64,
     /// The bytes of the site it holds: the retained size of those objects, each counted once.
     pub bytes: u64,
+    /// The owner objects' own retained objects (summed over the merged owners; 0 for a root).
+    #[serde(default)]
+    pub owner_retained_objects: u64,
+    /// The owner objects' own retained bytes (summed over the merged owners; 0 for a root):
+    /// everything freed with them, of this site or not.
+    #[serde(default)]
+    pub owner_retained_bytes: u64,
 }
 
 /// One site's sizes and owners in one dump.
@@ -106,7 +116,8 @@ pub struct RetainedSite {
     /// Its sizes.
     #[serde(flatten)]
     pub retained: Retained,
-    /// Its largest owners, most bytes first.
+    /// Its largest owners: those holding the most bytes, most first, then of the others those
+    /// holding the most objects.
     pub owners: Vec<SiteOwner>,
 }
 
@@ -598,7 +609,9 @@ impl OwnerContext<'_, '_> {
         let graph = analysis.graph;
         let idom = analysis.tree.idom_numbers();
         let threshold = owner_threshold(members.len() as u64);
-        let in_site = |number: u32| graph.site_id(analysis.tree.node(number)) == site;
+        // An untraced site is a whole type (and class): its own objects may be the owners.
+        let traced = graph.sites()[site as usize].file.is_some();
+        let in_site = |number: u32| traced && graph.site_id(analysis.tree.node(number)) == site;
         // Ancestor -> the owner found at or above it (0: none qualifies).
         let mut found: HashMap<u32, u32> = HashMap::new();
         // (owner number, or 0 and the root's name for objects a root holds) -> (objects, bytes).
@@ -675,6 +688,14 @@ impl OwnerContext<'_, '_> {
                     analysis.path(owner),
                 )
             };
+            let (owner_bytes, owner_objects) = if owner == 0 {
+                (0, 0)
+            } else {
+                (
+                    analysis.retained_bytes[owner as usize],
+                    u64::from(analysis.retained_objects[owner as usize]),
+                )
+            };
             let entry = merged
                 .entry((owner_site.clone(), root.clone(), path.clone()))
                 .or_insert_with(|| SiteOwner {
@@ -685,10 +706,14 @@ impl OwnerContext<'_, '_> {
                     path,
                     objects: 0,
                     bytes: 0,
+                    owner_retained_objects: 0,
+                    owner_retained_bytes: 0,
                 });
             entry.owner_objects += 1;
             entry.objects += objects;
             entry.bytes += bytes;
+            entry.owner_retained_objects += owner_objects;
+            entry.owner_retained_bytes += owner_bytes;
         }
         let mut owners: Vec<SiteOwner> = merged.into_values().collect();
         owners.sort_by(|left, right| {
@@ -703,7 +728,18 @@ impl OwnerContext<'_, '_> {
                     &right.path,
                 ))
         });
-        owners.truncate(keep);
+        // The `keep` largest by bytes, then the `keep` largest by objects of the others: a
+        // container of many small objects (a leak of short strings) is as much an owner as one
+        // of a few large ones.
+        let mut rest = owners.split_off(keep.min(owners.len()));
+        rest.sort_by(|left, right| {
+            right
+                .objects
+                .cmp(&left.objects)
+                .then_with(|| left.path.cmp(&right.path))
+        });
+        rest.truncate(keep);
+        owners.extend(rest);
         owners
     }
 }

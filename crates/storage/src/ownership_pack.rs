@@ -440,6 +440,8 @@ mod tests {
                 ],
                 objects: 3,
                 bytes,
+                owner_retained_objects: 4,
+                owner_retained_bytes: bytes + 40,
             }],
         }
     }

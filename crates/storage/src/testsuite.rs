@@ -776,6 +776,8 @@ pub fn sample_retained_site(site: SiteKey, scale: u64, owners: usize) -> Retaine
                     path: vec!["vm".to_owned()],
                     objects: scale,
                     bytes: 40 * scale,
+                    owner_retained_objects: scale,
+                    owner_retained_bytes: 40 * scale,
                 }
             } else {
                 SiteOwner {
@@ -797,6 +799,8 @@ pub fn sample_retained_site(site: SiteKey, scale: u64, owners: usize) -> Retaine
                     ],
                     objects: 100 * scale + number_u64,
                     bytes: 4_000 * scale + number_u64,
+                    owner_retained_objects: 200 * scale + number_u64,
+                    owner_retained_bytes: 8_000 * scale + number_u64,
                 }
             }
         })
