@@ -203,6 +203,137 @@ fn test_show_totals_rollups_and_generation_detail() {
 }
 
 #[test]
+fn test_paths_cluster_every_reachable_object_by_signature() {
+    let data = tempfile::tempdir().unwrap();
+    let imported = json(data.path(), &["import", &series()]);
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(fixtures("dumps/series/series-truth.json")).unwrap())
+            .unwrap();
+    // The last dump holds the most leaked strings; the truth says how many objects its leak
+    // site holds, of each type.
+    let last = truth["dumps"].as_array().unwrap().len() - 1;
+    let last_file = truth["dumps"][last]["file"].as_str().unwrap();
+    let id = imported["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|file| file["path"].as_str().unwrap().ends_with(last_file))
+        .unwrap()["dump_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let leak = &truth["leak"];
+    let site = format!("{}:{}", leak["file"].as_str().unwrap(), leak["line"]);
+    let site_objects: u64 = truth["observed_in_dumps"]["leak_site_objects"][last]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|count| count.as_u64().unwrap())
+        .sum();
+
+    let paths = json(data.path(), &["paths", &id, &site, "--max", "1000"]);
+    assert_eq!(paths["targets"].as_u64().unwrap(), site_objects, "{paths}");
+    let clusters = paths["clusters"].as_array().unwrap();
+    assert_eq!(
+        clusters.len() as u64,
+        paths["signatures"].as_u64().unwrap(),
+        "{paths}"
+    );
+    let counts: Vec<u64> = clusters
+        .iter()
+        .map(|cluster| cluster["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        paths["reachable"].as_u64().unwrap(),
+        "{paths}"
+    );
+    assert!(counts.is_sorted_by(|a, b| a >= b), "{counts:?}");
+    // Every leaked string hangs off the one global array: one cluster holds them all.
+    let live = leak["live_per_dump"][last].as_u64().unwrap();
+    assert_eq!(counts[0], live, "{paths}");
+    for cluster in clusters {
+        let signature = cluster["signature"].as_array().unwrap();
+        let steps = cluster["example"]["steps"].as_array().unwrap();
+        assert_eq!(signature.len(), steps.len(), "{cluster}");
+        assert_eq!(cluster["example"]["root"], cluster["root"], "{cluster}");
+        assert_eq!(
+            steps.last().unwrap()["line"].as_u64(),
+            leak["line"].as_u64(),
+            "{cluster}"
+        );
+    }
+
+    // A class or module along a path is named by its own name, in the example and the
+    // signature alike.
+    let named: Vec<(usize, String)> = clusters
+        .iter()
+        .enumerate()
+        .flat_map(|(number, cluster)| {
+            let signature = cluster["signature"].as_array().unwrap();
+            cluster["example"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(signature)
+                .filter(|(step, _)| {
+                    matches!(step["object_type"].as_str(), Some("CLASS" | "MODULE"))
+                })
+                .map(move |(step, signed)| {
+                    let name = step["name"].as_str().unwrap().to_owned();
+                    assert_eq!(signed["label"].as_str(), Some(name.as_str()), "{step}");
+                    (number, name)
+                })
+        })
+        .collect();
+    assert!(!named.is_empty(), "no class or module on any path: {paths}");
+
+    // The table: one block per cluster, its count over its signature, `root › step › ...`.
+    let table = heapfleet(data.path(), &["paths", &id, &site, "--max", "1000"]);
+    assert!(table.status.success());
+    let text = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for cluster in clusters {
+        let mut parts = vec![cluster["root"].as_str().unwrap().to_owned()];
+        for step in cluster["signature"].as_array().unwrap() {
+            let label = step["label"].as_str().unwrap();
+            parts.push(match (step["file"].as_str(), step["line"].as_u64()) {
+                (Some(file), Some(line)) => format!("{label} ({file}:{line})"),
+                (Some(file), None) => format!("{label} ({file})"),
+                _ => label.to_owned(),
+            });
+        }
+        let signature_line = format!("  {}", parts.join(" › "));
+        let count = cluster["count"].as_u64().unwrap();
+        let noun = if count == 1 { "object" } else { "objects" };
+        let count_line = format!("{count} {noun} (");
+        assert!(
+            lines
+                .windows(2)
+                .any(|pair| pair[0].starts_with(&count_line) && pair[1] == signature_line),
+            "no block {count_line:?} / {signature_line:?}: {text}"
+        );
+    }
+    let (number, name) = &named[0];
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(" › ") && line.contains(&format!(" {name}"))),
+        "{name} not in any signature: {text}"
+    );
+    assert!(!text.contains("0x"), "addresses only on request: {text}");
+    let with_addresses = heapfleet(
+        data.path(),
+        &["paths", &id, &site, "--max", "1000", "--addresses"],
+    );
+    let text = String::from_utf8(with_addresses.stdout).unwrap();
+    for step in clusters[*number]["example"]["steps"].as_array().unwrap() {
+        let address = format!("0x{:x} ", step["address"].as_u64().unwrap());
+        assert!(text.contains(&address), "{address}: {text}");
+    }
+}
+
+#[test]
 fn test_bad_inputs_end_ready_or_failed_with_a_reason() {
     let data = tempfile::tempdir().unwrap();
     let bad = fixtures("dumps/bad");
@@ -422,10 +553,15 @@ fn test_serve_upload_and_remote_reads_match_local_import() {
     );
     let newest = dumps.last().unwrap();
     let newest_id = newest["id"].as_str().unwrap();
-    let remote_paths = server_json(&url, &["paths", newest_id, &leak_site, "--max", "3"]);
-    assert_eq!(
-        remote_paths["paths"].as_array().unwrap().len(),
-        3,
+    // The paths reach the planted leak's strings, at the site Ruby recorded for them.
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(fixtures("dumps/series/series-truth.json")).unwrap())
+            .unwrap();
+    let planted_site = format!("make_dumps.rb:{}", truth["leak"]["line"]);
+    let remote_paths = server_json(&url, &["paths", newest_id, &planted_site, "--max", "3"]);
+    let clusters = remote_paths["clusters"].as_array().unwrap();
+    assert!(
+        !clusters.is_empty() && clusters.len() <= 3,
         "{remote_paths}"
     );
     assert!(
@@ -445,14 +581,16 @@ fn test_serve_upload_and_remote_reads_match_local_import() {
         &[
             "paths",
             newest_id,
-            &leak_site,
+            &planted_site,
             "--max",
             "3",
             "--file",
             newest_file.to_str().unwrap(),
         ],
     );
-    assert_eq!(remote_paths["paths"], local_paths["paths"]);
+    for field in ["targets", "reachable", "signatures", "clusters"] {
+        assert_eq!(remote_paths[field], local_paths[field], "{field}");
+    }
 
     let again = server_json(&url, &["upload", "--host", "web-1", &series()]);
     let files = again["files"].as_array().unwrap();

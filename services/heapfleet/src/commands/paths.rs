@@ -1,7 +1,7 @@
-//! `heapfleet paths`: the reference chains that keep objects alive.
+//! `heapfleet paths`: the reference chains that keep objects alive, clustered by signature.
 
 use anyhow::Context;
-use heapfleet_analysis::{PathTarget, RetainerPaths};
+use heapfleet_analysis::{PathCluster, PathStep, PathTarget, RetainerPaths};
 use heapfleet_query::Queries;
 use serde_json::json;
 
@@ -38,9 +38,10 @@ pub(crate) async fn run(
             "dump": dump,
             "targets": paths.targets,
             "reachable": paths.reachable,
-            "paths": paths.paths,
+            "signatures": paths.signatures,
+            "clusters": paths.clusters,
         })),
-        Format::Table => print_paths(&args.target, &paths),
+        Format::Table => print_paths(&args.target, &paths, args.addresses),
     }
 }
 
@@ -55,36 +56,102 @@ fn parse_target(text: &str) -> anyhow::Result<PathTarget> {
     Ok(PathTarget::Site { file, line })
 }
 
-fn print_paths(target: &str, paths: &RetainerPaths) -> anyhow::Result<()> {
+fn print_paths(target: &str, paths: &RetainerPaths, addresses: bool) -> anyhow::Result<()> {
     print_line(&format!(
-        "{} objects match {target}; {} reachable from a GC root",
-        paths.targets, paths.reachable
+        "{} match {target}; {} reachable from a GC root, along {}",
+        counted(paths.targets, "object"),
+        paths.reachable,
+        counted(paths.signatures, "distinct path"),
     ))?;
-    for (number, path) in paths.paths.iter().enumerate() {
-        print_line(&format!("\npath {} (root: {})", number + 1, path.root))?;
-        for (depth, step) in path.steps.iter().enumerate() {
-            let site = match (&step.file, step.line) {
-                (Some(file), Some(line)) => format!("  {file}:{line}"),
-                (Some(file), None) => format!("  {file}"),
-                _ => String::new(),
-            };
-            let class = step
-                .class_name
-                .as_ref()
-                .map_or_else(String::new, |class| format!(" ({class})"));
-            print_line(&format!(
-                "  {}{}0x{:x} {}{class}{site}",
-                "  ".repeat(depth),
-                if depth == 0 { "" } else { "└ " },
-                step.address,
-                step.object_type,
-            ))?;
+    for cluster in &paths.clusters {
+        print_line(&format!(
+            "\n{} ({})",
+            counted(cluster.count, "object"),
+            share(cluster.count, paths.reachable)
+        ))?;
+        print_line(&format!("  {}", signature_text(cluster)))?;
+        if addresses {
+            print_line("  example:")?;
+            for (depth, step) in cluster.example.steps.iter().enumerate() {
+                print_line(&format!(
+                    "    {}{}{}",
+                    "  ".repeat(depth),
+                    if depth == 0 { "" } else { "└ " },
+                    step_text(step)
+                ))?;
+            }
         }
     }
-    if paths.paths.is_empty() && paths.targets > 0 {
+    let shown: u64 = paths.clusters.iter().map(|cluster| cluster.count).sum();
+    let hidden = paths.signatures.saturating_sub(paths.clusters.len() as u64);
+    if hidden > 0 {
+        print_line(&format!(
+            "\n{} not shown ({}); --max shows more",
+            counted(hidden, "smaller cluster"),
+            counted(paths.reachable.saturating_sub(shown), "object")
+        ))?;
+    }
+    if paths.reachable == 0 && paths.targets > 0 {
         print_line("no path: the matching objects are garbage the next GC frees")?;
     }
     Ok(())
+}
+
+/// `1 object`, `2 objects`.
+fn counted(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// `count` as a percentage of `reachable`.
+fn share(count: u64, reachable: u64) -> String {
+    if reachable == 0 {
+        return "-".to_owned();
+    }
+    format!(
+        "{:.1}% of reachable",
+        count as f64 * 100.0 / reachable as f64
+    )
+}
+
+/// `root › label › label (file:line) › ...`.
+fn signature_text(cluster: &PathCluster) -> String {
+    let mut parts = vec![cluster.root.clone()];
+    parts.extend(
+        cluster
+            .signature
+            .iter()
+            .map(|step| match (&step.file, step.line) {
+                (Some(file), Some(line)) => format!("{} ({file}:{line})", step.label),
+                (Some(file), None) => format!("{} ({file})", step.label),
+                _ => step.label.clone(),
+            }),
+    );
+    parts.join(" › ")
+}
+
+/// `0xADDRESS TYPE Name (Class)  file:line`.
+fn step_text(step: &PathStep) -> String {
+    let name = step
+        .name
+        .as_ref()
+        .map_or_else(String::new, |name| format!(" {name}"));
+    let class = step
+        .class_name
+        .as_ref()
+        .map_or_else(String::new, |class| format!(" ({class})"));
+    let site = match (&step.file, step.line) {
+        (Some(file), Some(line)) => format!("  {file}:{line}"),
+        (Some(file), None) => format!("  {file}"),
+        _ => String::new(),
+    };
+    format!(
+        "0x{:x} {}{name}{class}{site}",
+        step.address, step.object_type
+    )
 }
 
 #[cfg(test)]
@@ -103,5 +170,36 @@ mod tests {
         );
         assert!(parse_target("0xzz").is_err());
         assert!(parse_target("nothing").is_err());
+    }
+
+    #[test]
+    fn test_signature_text_names_steps_and_traced_sites() {
+        use heapfleet_analysis::{RetainerPath, SignatureStep};
+
+        let step = |label: &str, site: Option<(&str, u32)>| SignatureStep {
+            label: label.to_owned(),
+            file: site.map(|(file, _)| file.to_owned()),
+            line: site.map(|(_, line)| line),
+        };
+        let cluster = PathCluster {
+            root: "vm".to_owned(),
+            signature: vec![
+                step("Workload", None),
+                step("Array", Some(("app.rb", 9))),
+                step("String", Some(("app.rb", 12))),
+            ],
+            count: 3,
+            example: RetainerPath {
+                root: "vm".to_owned(),
+                steps: Vec::new(),
+            },
+        };
+        assert_eq!(
+            signature_text(&cluster),
+            "vm › Workload › Array (app.rb:9) › String (app.rb:12)"
+        );
+        assert_eq!(share(1, 8), "12.5% of reachable");
+        assert_eq!(counted(1, "object"), "1 object");
+        assert_eq!(counted(0, "smaller cluster"), "0 smaller clusters");
     }
 }
