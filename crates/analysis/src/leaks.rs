@@ -202,6 +202,11 @@ pub struct LeakSuspect {
     pub site: SiteKey,
     /// The fleet-level score: higher is more certainly a leak (see the module docs).
     pub score: f64,
+    /// How sure the growth is, whatever its size: the score without its growth term (the
+    /// median of persistence x lateness over the growing processes, times `sqrt(processes
+    /// growing)`, times `0.5 + 0.5 * share of the processes growing`).
+    #[serde(default)]
+    pub confidence: f64,
     /// Processes where the site grows.
     pub processes_growing: usize,
     /// Processes (with enough dumps) that have the site at all.
@@ -237,8 +242,38 @@ pub struct LeakSuspect {
     /// (1 for the first leak of the report). 0 before the report is grouped.
     #[serde(default)]
     pub leak: usize,
-    /// The growing processes' series, best first, at most `max_evidence`.
+    /// Set when the suspect is a growing owner rather than an allocation site: a container
+    /// whose holdings keep rising across its process's dumps (see
+    /// [`crate::leak_owners::growing_owners`]). `site` is then the container's own site (only
+    /// its type and class without allocation tracing), and the growth and bytes are what it
+    /// holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<GrowingOwner>,
+    /// The growing processes' series, best first, at most `max_evidence`. For a growing owner,
+    /// each point counts the objects it holds (`count`) and its retained bytes (`memsize`).
     pub evidence: Vec<ProcessEvidence>,
+}
+
+/// A container whose holdings keep rising: where it sits and what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrowingOwner {
+    /// The GC root category that reaches it.
+    pub root: String,
+    /// Its signature from the root (see [`crate::SiteOwner::path`]).
+    pub path: Vec<String>,
+    /// The sites of what it holds, the fastest growing first.
+    pub holds: Vec<HeldSite>,
+}
+
+/// Some of a site's objects that a growing owner holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldSite {
+    /// The site.
+    pub site: SiteKey,
+    /// The objects held at the last dump (median over the owner's growing processes).
+    pub objects: u64,
+    /// Their growth per dump (median over the owner's growing processes).
+    pub objects_per_dump: f64,
 }
 
 /// One owner of a suspect's objects, clustered across processes: the same owner site (or,
@@ -335,9 +370,9 @@ fn site_trend(
     let use_generations = by_generation && site_has_generations;
     let mut older = vec![(0u64, 0u64); dump_count];
     let mut floors: Vec<(u64, u64)> = Vec::with_capacity(dump_count - 1);
-    for k in 0..dump_count - 1 {
+    for (k, watermark) in watermarks.iter().enumerate().take(dump_count - 1) {
         let floor = if use_generations {
-            let watermark = watermarks[k].unwrap_or(0);
+            let watermark = watermark.unwrap_or(0);
             older.fill((0, 0));
             for &(index, generation, count, memsize) in rows {
                 if index > k && generation.is_some_and(|generation| generation < watermark) {
@@ -345,46 +380,26 @@ fn site_trend(
                     older[index].1 += memsize;
                 }
             }
-            older[k + 1..]
-                .iter()
-                .fold((u64::MAX, u64::MAX), |(count, memsize), &(c, m)| {
-                    (count.min(c), memsize.min(m))
-                })
+            suffix_floor(&older, k + 1)
         } else {
-            live[k..]
-                .iter()
-                .fold((u64::MAX, u64::MAX), |(count, memsize), &(c, m)| {
-                    (count.min(c), memsize.min(m))
-                })
+            suffix_floor(&live, k)
         };
         floors.push(floor);
     }
+    let shape = FloorShape::of(&floors);
+    let FloorShape {
+        growth,
+        bytes_growth,
+        persistence,
+        late_ratio,
+    } = shape;
+    let first = floors[0];
+    let last = floors[floors.len() - 1];
     let increments: Vec<f64> = floors
         .windows(2)
         .map(|pair| pair[1].0 as f64 - pair[0].0 as f64)
         .collect();
-    let steps = increments.len().max(1) as f64;
-    let first = floors[0];
-    let last = floors[floors.len() - 1];
-    let growth = (last.0 as f64 - first.0 as f64) / steps;
-    let bytes_growth = (last.1 as f64 - first.1 as f64) / steps;
-    let persistence = increments.iter().filter(|&&step| step > 0.0).count() as f64 / steps;
-    let late_ratio = if growth > 0.0 {
-        let later = &increments[increments.len() / 2..];
-        let later_mean = later.iter().sum::<f64>() / later.len().max(1) as f64;
-        (later_mean / growth).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    // Dumps without generations need more dumps to tell a leak from noise at the tail.
-    let min_persistence = if use_generations {
-        options.min_persistence
-    } else {
-        options.min_persistence.max(0.75)
-    };
-    let growing = growth >= options.min_growth_per_dump
-        && persistence >= min_persistence
-        && late_ratio >= options.min_late_ratio;
+    let growing = shape.grows(use_generations, options);
     let score = if growing {
         persistence
             * late_ratio
@@ -436,6 +451,70 @@ fn site_trend(
         since,
         by_generation: use_generations,
         series,
+    }
+}
+
+/// The smallest (count, bytes) of `values` from index `from` on: over live counts, the floor
+/// at dump `from` without generations.
+pub(crate) fn suffix_floor(values: &[(u64, u64)], from: usize) -> (u64, u64) {
+    values[from..]
+        .iter()
+        .fold((u64::MAX, u64::MAX), |(count, memsize), &(c, m)| {
+            (count.min(c), memsize.min(m))
+        })
+}
+
+/// How a series of floors moves (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct FloorShape {
+    /// Objects per step, first floor to last.
+    pub(crate) growth: f64,
+    /// Bytes per step.
+    pub(crate) bytes_growth: f64,
+    /// Share of positive increments.
+    pub(crate) persistence: f64,
+    /// Later-half growth over the whole's, capped at 1.
+    pub(crate) late_ratio: f64,
+}
+
+impl FloorShape {
+    /// The shape of `floors` (objects, bytes), at least one.
+    pub(crate) fn of(floors: &[(u64, u64)]) -> FloorShape {
+        let increments: Vec<f64> = floors
+            .windows(2)
+            .map(|pair| pair[1].0 as f64 - pair[0].0 as f64)
+            .collect();
+        let steps = increments.len().max(1) as f64;
+        let first = floors[0];
+        let last = floors[floors.len() - 1];
+        let growth = (last.0 as f64 - first.0 as f64) / steps;
+        let persistence = increments.iter().filter(|&&step| step > 0.0).count() as f64 / steps;
+        let late_ratio = if growth > 0.0 {
+            let later = &increments[increments.len() / 2..];
+            let later_mean = later.iter().sum::<f64>() / later.len().max(1) as f64;
+            (later_mean / growth).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        FloorShape {
+            growth,
+            bytes_growth: (last.1 as f64 - first.1 as f64) / steps,
+            persistence,
+            late_ratio,
+        }
+    }
+
+    /// Whether floors of this shape keep rising. Floors without generations need more dumps
+    /// to tell a leak from noise at the tail.
+    pub(crate) fn grows(&self, by_generation: bool, options: &LeakOptions) -> bool {
+        let min_persistence = if by_generation {
+            options.min_persistence
+        } else {
+            options.min_persistence.max(0.75)
+        };
+        self.growth >= options.min_growth_per_dump
+            && self.persistence >= min_persistence
+            && self.late_ratio >= options.min_late_ratio
     }
 }
 
@@ -568,9 +647,14 @@ fn suspect(key: SiteKey, mut site: SiteAccumulator, max_evidence: usize) -> Leak
     let growing = &site.growing;
     let processes_growing = growing.len();
     let share = processes_growing as f64 / site.processes_total.max(1) as f64;
-    let score = median(growing.iter().map(|(_, trend)| trend.score).collect())
-        * (processes_growing as f64).sqrt()
-        * (0.5 + 0.5 * share);
+    let breadth = (processes_growing as f64).sqrt() * (0.5 + 0.5 * share);
+    let score = median(growing.iter().map(|(_, trend)| trend.score).collect()) * breadth;
+    let confidence = median(
+        growing
+            .iter()
+            .map(|(_, trend)| trend.persistence * trend.late_ratio)
+            .collect(),
+    ) * breadth;
     let hosts_growing: BTreeSet<&str> = growing
         .iter()
         .map(|(process, _)| process.host.as_str())
@@ -592,10 +676,12 @@ fn suspect(key: SiteKey, mut site: SiteAccumulator, max_evidence: usize) -> Leak
     let head = LeakSuspect {
         site: key,
         score,
+        confidence,
         retained_bytes: None,
         retained_bytes_per_dump: None,
         held_by: Vec::new(),
         leak: 0,
+        owner: None,
         processes_growing,
         processes_total: site.processes_total,
         hosts_growing: hosts_growing.into_iter().map(str::to_owned).collect(),

@@ -28,20 +28,21 @@ pub use diff::{DiffError, DiffResult, DiffRow, IndexedDump, diff};
 pub use heap_graph::{HeapGraph, HeapGraphBuilder, HeapGraphError};
 pub use index::{CHUNK_TARGET_BYTES, IndexEncoder, IndexEntry, IndexError, decode_chunk};
 pub use leak_owners::{
-    LeakRank, ProcessOwnership, apply_ownership, bytes_growth, group_by_owner, memory_score,
-    rank_suspects,
+    LeakRank, OwnerRowsAtDump, ProcessOwnerRows, ProcessOwnership, apply_ownership, bytes_growth,
+    group_by_owner, growing_owners, memory_score, rank_suspects,
 };
 pub use leaks::{
-    DumpSites, EvidencePoint, GroupDifference, GroupSummary, HeldBy, LeakAccumulator, LeakOptions,
-    LeakReport, LeakSuspect, ProcessDumps, ProcessEvidence, SinceDump, SiteTrend, analyse_process,
-    compare, compare_groups, leak_report,
+    DumpSites, EvidencePoint, GroupDifference, GroupSummary, GrowingOwner, HeldBy, HeldSite,
+    LeakAccumulator, LeakOptions, LeakReport, LeakSuspect, ProcessDumps, ProcessEvidence,
+    SinceDump, SiteTrend, analyse_process, compare, compare_groups, leak_report,
 };
 pub use ownership::{
     DominatorNode, DumpOwnership, OwnerSite, OwnershipAnalysis, OwnershipOptions, Retained,
     RetainedGroup, RetainedSite, SiteOwner, owner_threshold,
 };
 pub use paths::{
-    GraphBuilder, ObjectGraph, PathStep, PathTarget, RetainerPath, RetainerPaths, retainer_paths,
+    GraphBuilder, ObjectGraph, PathCluster, PathStep, PathTarget, RetainerPath, RetainerPaths,
+    SignatureStep, retainer_paths,
 };
 pub use site::{SiteKey, UNKNOWN_SITE, gem_from_path, path_matches};
 pub use views::{
