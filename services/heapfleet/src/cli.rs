@@ -95,11 +95,18 @@ pub(crate) enum Command {
     Compare(CompareArgs),
     /// One site's live objects across dumps, per process, as a table, JSON or a chart (SVG, PNG).
     Timeline(TimelineArgs),
-    /// Why objects are alive: the shortest chains of references from the GC roots to sample
-    /// objects of a site (FILE:LINE) or to one object (0xADDRESS) in one dump.
+    /// Why objects are alive: the shortest chains of references from the GC roots to the
+    /// objects of a site (FILE:LINE) or to one object (0xADDRESS) in one dump, clustered.
+    ///
+    /// Every matching object's shortest path is reduced to its signature: the root category,
+    /// then per step a CLASS or MODULE's own name, else the class name, else the type, with the
+    /// allocation site where traced (`vm › Workload › Array (app.rb:9) › String (app.rb:12)`).
+    /// Objects whose paths share a signature form one cluster, so a leak's many near-identical
+    /// paths print once, with how many objects they hold and their share of the reachable ones;
+    /// --addresses adds an example path with its addresses (JSON always has it).
     ///
     /// The dump is parsed again (no object graph is kept at ingest): from object storage for an
-    /// uploaded dump, or from --file for one imported from a local file.
+    /// uploaded dump or a kept import, or from --file for one imported with --no-keep.
     Paths(PathsArgs),
     /// Who holds the memory of one dump: retained bytes and objects per site (with the
     /// objects that hold each site's objects, its owners), class or type.
@@ -260,11 +267,15 @@ pub(crate) struct PathsArgs {
     /// FILE:LINE (FILE may be a trailing part of the path), or an object's 0xADDRESS.
     pub(crate) target: String,
 
-    /// Paths to show, one per target object, shortest first.
+    /// Clusters to show, the most objects first (every object is counted either way).
     #[arg(long, default_value_t = 5)]
     pub(crate) max: usize,
 
-    /// The dump's file, for a dump imported from a local file (its SHA-256 must match).
+    /// Also print each cluster's example path, object by object, with addresses.
+    #[arg(long)]
+    pub(crate) addresses: bool,
+
+    /// The dump's file, for a dump imported with --no-keep (its SHA-256 must match).
     #[arg(long, value_name = "PATH")]
     pub(crate) file: Option<PathBuf>,
 }

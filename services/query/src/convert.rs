@@ -3,10 +3,12 @@
 
 use heapfleet_analysis::{
     DiffRow, DuplicatedString, EvidencePoint, GenerationDetail, GenerationFilter, GenerationTotals,
-    GroupBy, GroupDifference, LeakReport, LeakSuspect, PathStep, ProcessEvidence, RankBy,
-    RetainerPath, RetainerPaths, RollupRow, SinceDump, SiteKey, Totals,
+    GroupBy, GroupDifference, LeakReport, LeakSuspect, PathCluster, PathStep, ProcessEvidence,
+    RankBy, RetainerPath, RetainerPaths, RollupRow, SignatureStep, SinceDump, SiteKey, Totals,
 };
-use heapfleet_analysis::{DominatorNode, HeldBy, LeakRank, OwnerSite, Retained, SiteOwner};
+use heapfleet_analysis::{
+    DominatorNode, GrowingOwner, HeldBy, HeldSite, LeakRank, OwnerSite, Retained, SiteOwner,
+};
 use heapfleet_catalog::ProcessSummary;
 use heapfleet_proto::query::v1 as pb;
 use heapfleet_service::convert::{dump_from_proto, dump_to_proto};
@@ -423,6 +425,7 @@ pub(crate) fn leak_report_to(report: &LeakReport) -> pb::LeakReportResponse {
             .map(|suspect| pb::LeakSuspect {
                 site: Some(site_to(&suspect.site)),
                 score: suspect.score,
+                confidence: suspect.confidence,
                 processes_growing: count_to(suspect.processes_growing),
                 processes_total: count_to(suspect.processes_total),
                 hosts_growing: suspect.hosts_growing.clone(),
@@ -455,6 +458,19 @@ pub(crate) fn leak_report_to(report: &LeakReport) -> pb::LeakReportResponse {
                 retained_bytes_per_dump: suspect.retained_bytes_per_dump,
                 held_by: suspect.held_by.iter().map(held_by_to).collect(),
                 leak: count_to(suspect.leak),
+                owner: suspect.owner.as_ref().map(|owner| pb::GrowingOwner {
+                    root: owner.root.clone(),
+                    path: owner.path.clone(),
+                    holds: owner
+                        .holds
+                        .iter()
+                        .map(|held| pb::HeldSite {
+                            site: Some(site_to(&held.site)),
+                            objects: held.objects,
+                            objects_per_dump: held.objects_per_dump,
+                        })
+                        .collect(),
+                }),
             })
             .collect(),
         processes_analysed: count_to(report.processes_analysed),
@@ -468,6 +484,7 @@ pub(crate) fn leak_report_from(response: pb::LeakReportResponse) -> Result<LeakR
         suspects.push(LeakSuspect {
             site: site_from(suspect.site)?,
             score: suspect.score,
+            confidence: suspect.confidence,
             processes_growing: suspect.processes_growing as usize,
             processes_total: suspect.processes_total as usize,
             hosts_growing: suspect.hosts_growing,
@@ -508,6 +525,7 @@ pub(crate) fn leak_report_from(response: pb::LeakReportResponse) -> Result<LeakR
                 .map(held_by_from)
                 .collect::<Result<_, _>>()?,
             leak: suspect.leak as usize,
+            owner: suspect.owner.map(growing_owner_from).transpose()?,
         });
     }
     Ok(LeakReport {
@@ -616,27 +634,50 @@ pub(crate) fn timeline_from(
 }
 
 pub(crate) fn paths_to(answer: &DumpRetainerPaths) -> pb::RetainerPathsResponse {
+    let clusters = &answer.paths.clusters;
     pb::RetainerPathsResponse {
         dump: Some(dump_to_proto(&answer.dump)),
         targets: answer.paths.targets,
         reachable: answer.paths.reachable,
-        paths: answer
-            .paths
-            .paths
+        // For clients that predate clusters: the examples are shortest paths too.
+        paths: clusters
             .iter()
-            .map(|path| pb::RetainerPath {
-                root: path.root.clone(),
-                steps: path
-                    .steps
+            .map(|cluster| retainer_path_to(&cluster.example))
+            .collect(),
+        signatures: answer.paths.signatures,
+        clusters: clusters
+            .iter()
+            .map(|cluster| pb::PathCluster {
+                root: cluster.root.clone(),
+                signature: cluster
+                    .signature
                     .iter()
-                    .map(|step| pb::PathStep {
-                        address: step.address,
-                        r#type: step.object_type.as_str().to_owned(),
-                        class_name: step.class_name.clone(),
+                    .map(|step| pb::SignatureStep {
+                        label: step.label.clone(),
                         file: step.file.clone(),
                         line: step.line,
                     })
                     .collect(),
+                count: cluster.count,
+                example: Some(retainer_path_to(&cluster.example)),
+            })
+            .collect(),
+    }
+}
+
+fn retainer_path_to(path: &RetainerPath) -> pb::RetainerPath {
+    pb::RetainerPath {
+        root: path.root.clone(),
+        steps: path
+            .steps
+            .iter()
+            .map(|step| pb::PathStep {
+                address: step.address,
+                r#type: step.object_type.as_str().to_owned(),
+                class_name: step.class_name.clone(),
+                file: step.file.clone(),
+                line: step.line,
+                name: step.name.clone(),
             })
             .collect(),
     }
@@ -645,23 +686,25 @@ pub(crate) fn paths_to(answer: &DumpRetainerPaths) -> pb::RetainerPathsResponse 
 pub(crate) fn paths_from(
     response: pb::RetainerPathsResponse,
 ) -> Result<DumpRetainerPaths, QueryError> {
-    let mut paths = Vec::with_capacity(response.paths.len());
-    for path in response.paths {
-        let mut steps = Vec::with_capacity(path.steps.len());
-        for step in path.steps {
-            steps.push(PathStep {
-                address: step.address,
-                object_type: step.r#type.parse().map_err(|_| {
-                    QueryError::Internal(format!("unknown object type {:?}", step.r#type))
-                })?,
-                class_name: step.class_name,
-                file: step.file,
-                line: step.line,
-            });
-        }
-        paths.push(RetainerPath {
-            root: path.root,
-            steps,
+    // `paths` repeats the clusters' examples for older clients; the clusters carry them.
+    let mut clusters = Vec::with_capacity(response.clusters.len());
+    for cluster in response.clusters {
+        let example = cluster
+            .example
+            .ok_or_else(|| QueryError::Internal("a path cluster has no example".to_owned()))?;
+        clusters.push(PathCluster {
+            root: cluster.root,
+            signature: cluster
+                .signature
+                .into_iter()
+                .map(|step| SignatureStep {
+                    label: step.label,
+                    file: step.file,
+                    line: step.line,
+                })
+                .collect(),
+            count: cluster.count,
+            example: retainer_path_from(example)?,
         });
     }
     Ok(DumpRetainerPaths {
@@ -669,8 +712,27 @@ pub(crate) fn paths_from(
         paths: RetainerPaths {
             targets: response.targets,
             reachable: response.reachable,
-            paths,
+            signatures: response.signatures,
+            clusters,
         },
+    })
+}
+
+fn retainer_path_from(path: pb::RetainerPath) -> Result<RetainerPath, QueryError> {
+    let mut steps = Vec::with_capacity(path.steps.len());
+    for step in path.steps {
+        steps.push(PathStep {
+            address: step.address,
+            object_type: object_type_from(&step.r#type)?,
+            class_name: step.class_name,
+            name: step.name,
+            file: step.file,
+            line: step.line,
+        });
+    }
+    Ok(RetainerPath {
+        root: path.root,
+        steps,
     })
 }
 
@@ -724,6 +786,8 @@ pub(crate) fn owner_to(owner: &SiteOwner) -> pb::SiteOwner {
         path: owner.path.clone(),
         objects: owner.objects,
         bytes: owner.bytes,
+        owner_retained_objects: owner.owner_retained_objects,
+        owner_retained_bytes: owner.owner_retained_bytes,
     }
 }
 
@@ -736,6 +800,8 @@ pub(crate) fn owner_from(owner: pb::SiteOwner) -> Result<SiteOwner, QueryError> 
         path: owner.path,
         objects: owner.objects,
         bytes: owner.bytes,
+        owner_retained_objects: owner.owner_retained_objects,
+        owner_retained_bytes: owner.owner_retained_bytes,
     })
 }
 
@@ -870,6 +936,24 @@ fn owner_site_from(site: pb::Site) -> Result<OwnerSite, QueryError> {
         file: site.file,
         line: site.line,
         class_name: site.class_name,
+    })
+}
+
+fn growing_owner_from(owner: pb::GrowingOwner) -> Result<GrowingOwner, QueryError> {
+    Ok(GrowingOwner {
+        root: owner.root,
+        path: owner.path,
+        holds: owner
+            .holds
+            .into_iter()
+            .map(|held| {
+                Ok(HeldSite {
+                    site: site_from(held.site)?,
+                    objects: held.objects,
+                    objects_per_dump: held.objects_per_dump,
+                })
+            })
+            .collect::<Result<_, QueryError>>()?,
     })
 }
 

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use heapfleet_analysis::{
     DumpSites, GraphBuilder, GroupSummary, LeakAccumulator, LeakOptions, LeakRank, LeakReport,
-    PathTarget, ProcessDumps, ProcessOwnership, apply_ownership, generation_detail,
-    generation_totals, group_by_owner, path_matches, rank_suspects, rollup,
+    OwnerRowsAtDump, PathTarget, ProcessDumps, ProcessOwnerRows, ProcessOwnership, apply_ownership,
+    generation_detail, generation_totals, group_by_owner, growing_owners, path_matches,
+    rank_suspects, rollup,
 };
 use heapfleet_catalog::{Catalog, DumpFilter, DumpRecord, OwnershipState, ProcessSummary};
 use heapfleet_service::backends::Objects;
@@ -75,8 +76,9 @@ pub trait Queries: Send + Sync {
         scope: &DumpQuery,
     ) -> Result<SiteTimeline, QueryError>;
 
-    /// Up to `max_paths` shortest reference chains from the GC roots to objects matching
-    /// `target` in one dump, read again from the dump's file in object storage.
+    /// The shortest reference chain from the GC roots to each object matching `target` in one
+    /// dump, clustered by signature (up to `max_paths` clusters, every target counted), read
+    /// again from the dump's file in object storage.
     async fn retainer_paths(
         &self,
         reference: &str,
@@ -410,8 +412,13 @@ impl Queries for StoreQueries {
         // own bytes) get their retained bytes and owners, then the report is ranked as asked.
         let mut report = accumulator.finish(usize::MAX);
         let candidates = ownership_candidates(&report.suspects, top);
-        self.attach_ownership(&mut report.suspects, &candidates)
+        let rows = self
+            .attach_ownership(&mut report.suspects, &candidates)
             .await?;
+        // The containers that hold the candidates' objects and keep filling are suspects too.
+        report
+            .suspects
+            .extend(growing_owners(&rows, &LeakOptions::default()));
         rank_suspects(&mut report.suspects, rank);
         report.suspects.truncate(top);
         group_by_owner(&mut report);
@@ -556,16 +563,20 @@ impl Queries for StoreQueries {
 impl StoreQueries {
     /// Reads the ownership rows of the suspects numbered in `candidates` across their growing
     /// processes' dumps, one store read per process, and attaches them (retained bytes, owners).
+    /// Returns the rows read, per process, for [`growing_owners`].
     async fn attach_ownership(
         &self,
         suspects: &mut [heapfleet_analysis::LeakSuspect],
         candidates: &[usize],
-    ) -> Result<(), QueryError> {
-        // (host, pid, instance) -> the process's dump ids and the candidate sites growing there.
+    ) -> Result<Vec<ProcessOwnerRows>, QueryError> {
+        // (host, pid, instance) -> the process's dumps and the candidate sites growing there.
         type ProcessKey = (String, u32, String);
         let mut per_process: std::collections::BTreeMap<
             ProcessKey,
-            (Vec<String>, Vec<heapfleet_analysis::SiteKey>),
+            (
+                Vec<heapfleet_analysis::EvidencePoint>,
+                Vec<heapfleet_analysis::SiteKey>,
+            ),
         > = Default::default();
         for &index in candidates {
             let suspect = &suspects[index];
@@ -576,16 +587,7 @@ impl StoreQueries {
                         evidence.pid,
                         evidence.instance.clone(),
                     ))
-                    .or_insert_with(|| {
-                        (
-                            evidence
-                                .series
-                                .iter()
-                                .map(|point| point.dump_id.clone())
-                                .collect(),
-                            Vec::new(),
-                        )
-                    });
+                    .or_insert_with(|| (evidence.series.clone(), Vec::new()));
                 entry.1.push(suspect.site.clone());
             }
         }
@@ -593,20 +595,41 @@ impl StoreQueries {
         let reads = per_process.into_iter().map(|(process, (dumps, sites))| {
             let store = store.clone();
             async move {
-                let ids: Vec<&str> = dumps.iter().map(String::as_str).collect();
+                let ids: Vec<&str> = dumps.iter().map(|point| point.dump_id.as_str()).collect();
                 let rows = store.site_ownership(&ids, &sites).await?;
-                Ok::<_, QueryError>((process, rows))
+                Ok::<_, QueryError>((process, dumps, rows))
             }
         });
         let mut rows_by_process: std::collections::HashMap<
             ProcessKey,
             Vec<heapfleet_storage::DumpSiteOwnership>,
         > = Default::default();
+        let mut owner_rows = Vec::new();
         let mut reads = futures::stream::iter(reads).buffer_unordered(PROCESS_READS_IN_FLIGHT);
         while let Some(read) = reads.next().await {
-            let (process, rows) = read?;
+            let (process, dumps, rows) = read?;
+            owner_rows.push(ProcessOwnerRows {
+                host: process.0.clone(),
+                pid: process.1,
+                instance: process.2.clone(),
+                dumps: dumps
+                    .iter()
+                    .zip(&rows)
+                    .filter(|(_, row)| !row.sites.is_empty())
+                    .map(|(point, row)| OwnerRowsAtDump {
+                        dump_id: point.dump_id.clone(),
+                        taken_at_unix: point.taken_at_unix,
+                        jobs: point.jobs,
+                        sites: row.sites.clone(),
+                    })
+                    .collect(),
+            });
             rows_by_process.insert(process, rows);
         }
+        // The same answer whatever order the reads ended in.
+        owner_rows.sort_by(|left, right| {
+            (&left.host, left.pid, &left.instance).cmp(&(&right.host, right.pid, &right.instance))
+        });
         for &index in candidates {
             let suspect = &mut suspects[index];
             let processes: Vec<ProcessOwnership> = suspect
@@ -634,7 +657,7 @@ impl StoreQueries {
                 .collect();
             apply_ownership(suspect, &processes);
         }
-        Ok(())
+        Ok(owner_rows)
     }
 
     /// Opens a ready dump's file in object storage for a parse on a blocking thread.
@@ -783,7 +806,7 @@ pub fn dominators_in(
     Ok((reachable_objects, reachable_bytes, nodes))
 }
 
-/// Parses a dump into its object graph and finds the paths.
+/// Parses a dump into its object graph and finds the paths, up to `max_paths` clusters.
 pub fn paths_in(
     reader: impl std::io::Read,
     target: &PathTarget,

@@ -48,17 +48,48 @@ pub(crate) async fn run(
 
 const EMPTY_NOTE: &str = "no site keeps growing (a process needs at least 3 ingested dumps)";
 
-/// `String`, or the type when the class is unknown.
+/// `String`, or the type when the class is unknown; a growing owner is a container.
 fn what(suspect: &LeakSuspect) -> String {
-    suspect
+    let name = suspect
         .site
         .class_name
         .clone()
-        .unwrap_or_else(|| suspect.site.object_type.to_string())
+        .unwrap_or_else(|| suspect.site.object_type.to_string());
+    if suspect.owner.is_some() {
+        format!("{name} (container)")
+    } else {
+        name
+    }
 }
 
-/// The main owner: the first growing one, else the first.
+/// Where a suspect is: its site, or for a growing owner known only by its path, that path.
+fn location(suspect: &LeakSuspect) -> String {
+    match &suspect.owner {
+        Some(owner) if suspect.site.file.is_none() => owner.path.join(" › "),
+        _ => suspect.site.location(),
+    }
+}
+
+/// For a growing owner what it gains per dump; else the main owner: the first growing one,
+/// else the first.
 fn main_owner(suspect: &LeakSuspect) -> String {
+    if let Some(owner) = &suspect.owner {
+        let held: Vec<String> = owner
+            .holds
+            .iter()
+            .filter(|held| held.objects_per_dump > 0.0)
+            .take(3)
+            .map(|held| {
+                let name = held
+                    .site
+                    .class_name
+                    .clone()
+                    .unwrap_or_else(|| held.site.object_type.to_string());
+                format!("+{:.0} {name}", held.objects_per_dump)
+            })
+            .collect();
+        return format!("holds {} a dump", held.join(", "));
+    }
     let Some(held) = suspect
         .held_by
         .iter()
@@ -108,7 +139,7 @@ fn print_narrow(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
     for suspect in suspects {
         table.row(vec![
             suspect.leak.to_string(),
-            suspect.site.location(),
+            location(suspect),
             what(suspect),
             format!("{}/{}", suspect.processes_growing, suspect.processes_total),
             suspect.hosts_growing.join(", "),
@@ -146,7 +177,7 @@ fn print_wide(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
         table.row(vec![
             suspect.leak.to_string(),
             format!("{:.2}", suspect.score),
-            suspect.site.location(),
+            location(suspect),
             suspect.site.object_type.to_string(),
             suspect.site.class_name.clone().unwrap_or_default(),
             format!(
@@ -185,6 +216,7 @@ fn suspect_json(suspect: &LeakSuspect) -> Value {
         "type": suspect.site.object_type,
         "class": suspect.site.class_name,
         "score": suspect.score,
+        "confidence": suspect.confidence,
         "processes_growing": suspect.processes_growing,
         "processes_total": suspect.processes_total,
         "hosts_growing": suspect.hosts_growing,
@@ -198,6 +230,7 @@ fn suspect_json(suspect: &LeakSuspect) -> Value {
         "retained_bytes": suspect.retained_bytes,
         "retained_bytes_per_dump": suspect.retained_bytes_per_dump,
         "held_by": suspect.held_by,
+        "owner": suspect.owner,
         "leak": suspect.leak,
         "evidence": suspect.evidence,
     })
