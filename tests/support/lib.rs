@@ -70,6 +70,20 @@ pub fn generated_dump(
 /// writes (`<release>/<host>/heap-<pid>-<ts>-<jobs>.dump` and `fleet-truth.json`), generating
 /// it only if no earlier run completed (the script writes a `.complete` marker last).
 pub fn generated_fleet(out_dir: &Path) -> anyhow::Result<PathBuf> {
+    generated_by_script("make_fleet.rb", out_dir, &[])
+}
+
+/// Returns `out_dir` holding the fleet that `ruby tests/fixtures/ruby/make_owner_fleet.rb
+/// OUT_DIR [--untraced]` writes (`<host>/heap-<pid>-<ts>-<jobs>.dump` and
+/// `owner-fleet-truth.json`), generating it only if no earlier run completed.
+pub fn generated_owner_fleet(out_dir: &Path, traced: bool) -> anyhow::Result<PathBuf> {
+    let args: &[&str] = if traced { &[] } else { &["--untraced"] };
+    generated_by_script("make_owner_fleet.rb", out_dir, args)
+}
+
+/// Runs `ruby tests/fixtures/ruby/SCRIPT OUT_DIR ARGS...` unless an earlier run completed (the
+/// script writes a `.complete` marker last); returns `out_dir`.
+fn generated_by_script(script: &str, out_dir: &Path, args: &[&str]) -> anyhow::Result<PathBuf> {
     if !out_dir.join(".complete").exists() {
         // A run cut short leaves a partial fleet behind: start clean.
         if out_dir.exists() {
@@ -79,12 +93,13 @@ pub fn generated_fleet(out_dir: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("failed to create {}", out_dir.display()))?;
         let status = Command::new("ruby")
-            .arg(fixture("ruby/make_fleet.rb"))
+            .arg(fixture("ruby").join(script))
             .arg(out_dir)
+            .args(args)
             .status()
             .context("failed to run ruby (install Debian's `ruby`, see scripts/test.sh)")?;
         if !status.success() || !out_dir.join(".complete").exists() {
-            bail!("make_fleet.rb {} failed with {status}", out_dir.display());
+            bail!("{script} {} failed with {status}", out_dir.display());
         }
     }
     Ok(out_dir.to_path_buf())
