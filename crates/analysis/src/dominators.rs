@@ -8,8 +8,9 @@
 //! and every walk is iterative: no recursion, no hash maps, no per-node allocation. The
 //! simpler iterative algorithm of Cooper, Harvey and Kennedy is quadratic on such graphs.
 //!
-//! Memory at peak: the successor lists given, plus the predecessor lists (4 bytes per reachable
-//! edge and per node) and six `u32` arrays over the nodes.
+//! Memory at peak: the successor lists given (released before the semidominators when the
+//! caller hands them over, [`DominatorTree::compute_releasing`]), the predecessor lists (4 bytes
+//! per reachable edge and per node) and five `u32` arrays over the nodes.
 
 /// A directed graph in compressed sparse row form: the successors of node `v` are
 /// `targets[starts[v]..starts[v + 1]]`.
@@ -48,8 +49,19 @@ pub struct DominatorTree {
     nodes: Vec<u32>,
     /// Preorder number -> preorder number of the immediate dominator (the root's is itself).
     idom: Vec<u32>,
-    /// Preorder number -> preorder number of the parent in the depth-first spanning tree.
-    dfs_parents: Vec<u32>,
+    /// The root's children in the depth-first spanning tree, in preorder: (their number, the
+    /// index among the root's successors of the edge that reached them). Each one's DFS
+    /// subtree is the range of numbers up to the next one's.
+    root_branches: Vec<(u32, u32)>,
+}
+
+/// The depth-first numbering of the nodes a root reaches.
+struct Numbering {
+    preorder: Vec<u32>,
+    nodes: Vec<u32>,
+    /// Preorder number -> the number of the DFS parent.
+    parents: Vec<u32>,
+    root_branches: Vec<(u32, u32)>,
 }
 
 impl DominatorTree {
@@ -58,20 +70,25 @@ impl DominatorTree {
     /// # Panics
     /// When `root` is not a node of `graph`, or an edge names a node outside it.
     pub fn compute(graph: Csr<'_>, root: u32) -> DominatorTree {
-        let node_count = graph.node_count();
-        assert!(
-            (root as usize) < node_count,
-            "the root is a node of the graph"
-        );
-        let (preorder, nodes, parents) = depth_first(graph, root);
-        let predecessors = predecessors_in_preorder(graph, &preorder, &nodes);
-        let idom = semi_nca(&parents, &predecessors);
-        DominatorTree {
-            preorder,
-            nodes,
-            idom,
-            dfs_parents: parents,
-        }
+        let (numbering, predecessors) = number_and_reverse(graph, root);
+        finish(numbering, &predecessors)
+    }
+
+    /// [`DominatorTree::compute`] over successor lists given in CSR form (`starts`,
+    /// `targets`), which it releases as soon as it has the predecessor lists, so that the two
+    /// never add up with the semidominator arrays.
+    ///
+    /// # Panics
+    /// As [`DominatorTree::compute`].
+    pub fn compute_releasing(starts: Vec<u32>, targets: Vec<u32>, root: u32) -> DominatorTree {
+        let graph = Csr {
+            starts: &starts,
+            targets: &targets,
+        };
+        let (numbering, predecessors) = number_and_reverse(graph, root);
+        drop(starts);
+        drop(targets);
+        finish(numbering, &predecessors)
     }
 
     /// How many nodes the root reaches, itself included.
@@ -79,54 +96,102 @@ impl DominatorTree {
         self.nodes.len()
     }
 
-    /// The node with preorder number `number`.
+    /// The node id of preorder number `number`.
     pub fn node(&self, number: u32) -> u32 {
         self.nodes[number as usize]
     }
 
     /// The preorder number of `node`, `None` when the root does not reach it.
     pub fn number(&self, node: u32) -> Option<u32> {
-        let number = self.preorder[node as usize];
-        (number != UNREACHED).then_some(number)
+        self.preorder
+            .get(node as usize)
+            .copied()
+            .filter(|&number| number != UNREACHED)
     }
 
-    /// The preorder number of the immediate dominator of the node numbered `number` (the root's
-    /// is the root's own, 0).
+    /// The preorder number of the immediate dominator of preorder number `number`.
     pub fn idom_number(&self, number: u32) -> u32 {
         self.idom[number as usize]
     }
 
-    /// The immediate dominator of `node`: `None` for the root and for nodes it does not reach.
+    /// The immediate dominator of `node`, `None` for the root and unreached nodes.
     pub fn immediate_dominator(&self, node: u32) -> Option<u32> {
         let number = self.number(node)?;
         (number != 0).then(|| self.nodes[self.idom[number as usize] as usize])
     }
 
-    /// The preorder number of the depth-first parent of the node numbered `number` (the
-    /// root's is 0): the way the numbering first reached it.
-    pub fn dfs_parent(&self, number: u32) -> u32 {
-        self.dfs_parents[number as usize]
+    /// The index among the root's successors of the edge through which the depth-first
+    /// numbering reached preorder number `number` (the first edge to its DFS ancestor among
+    /// the root's successors); `None` for the root itself.
+    pub fn root_edge(&self, number: u32) -> Option<u32> {
+        if number == 0 {
+            return None;
+        }
+        let position = self
+            .root_branches
+            .partition_point(|&(first, _)| first <= number);
+        position
+            .checked_sub(1)
+            .map(|position| self.root_branches[position].1)
     }
 
-    /// Immediate dominators by preorder number, for passes over the whole tree.
+    /// Preorder number -> preorder number of the immediate dominator.
     pub fn idom_numbers(&self) -> &[u32] {
         &self.idom
     }
 
-    /// Preorder number -> node id, for passes over the whole tree.
+    /// Preorder number -> node id.
     pub fn nodes(&self) -> &[u32] {
         &self.nodes
     }
 }
 
-/// Numbers the nodes `root` reaches in depth-first preorder. Returns node -> number (or
-/// [`UNREACHED`]), number -> node, and number -> the number of the DFS parent.
-fn depth_first(graph: Csr<'_>, root: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+/// The depth-first numbering of what `root` reaches and its predecessor lists.
+fn number_and_reverse(graph: Csr<'_>, root: u32) -> (Numbering, (Vec<u32>, Vec<u32>)) {
+    let node_count = graph.node_count();
+    assert!(
+        (root as usize) < node_count,
+        "the root is a node of the graph"
+    );
+    let numbering = depth_first(graph, root);
+    let predecessors = predecessors_in_preorder(graph, &numbering.preorder, &numbering.nodes);
+    (numbering, predecessors)
+}
+
+/// The semidominators and dominators of a numbering. The node -> number map is set aside
+/// meanwhile (rebuilt from number -> node after), so it never adds up with the
+/// semidominator arrays.
+fn finish(numbering: Numbering, predecessors: &(Vec<u32>, Vec<u32>)) -> DominatorTree {
+    let Numbering {
+        preorder,
+        nodes,
+        parents,
+        root_branches,
+    } = numbering;
+    let node_count = preorder.len();
+    drop(preorder);
+    let idom = semi_nca(parents, predecessors);
+    let mut preorder = vec![UNREACHED; node_count];
+    for (number, &node) in nodes.iter().enumerate() {
+        preorder[node as usize] = number as u32;
+    }
+    DominatorTree {
+        preorder,
+        nodes,
+        idom,
+        root_branches,
+    }
+}
+
+/// Numbers the nodes `root` reaches in depth-first preorder, successors in order.
+fn depth_first(graph: Csr<'_>, root: u32) -> Numbering {
     let mut preorder = vec![UNREACHED; graph.node_count()];
     let mut nodes = Vec::new();
     let mut parents = Vec::new();
+    let mut root_branches = Vec::new();
+    let root_start = graph.starts[root as usize];
     // Each stack entry is a node and the offset of the next successor to look at.
-    let mut stack: Vec<(u32, u32)> = vec![(root, graph.starts[root as usize])];
+    let mut stack: Vec<(u32, u32)> = vec![(root, root_start)];
     preorder[root as usize] = 0;
     nodes.push(root);
     parents.push(0);
@@ -144,10 +209,19 @@ fn depth_first(graph: Csr<'_>, root: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
         let number = u32::try_from(nodes.len()).expect("fewer than 2^32 - 1 nodes");
         preorder[successor as usize] = number;
         nodes.push(successor);
-        parents.push(preorder[node as usize]);
+        let parent = preorder[node as usize];
+        parents.push(parent);
+        if node == root {
+            root_branches.push((number, next_edge - root_start));
+        }
         stack.push((successor, graph.starts[successor as usize]));
     }
-    (preorder, nodes, parents)
+    Numbering {
+        preorder,
+        nodes,
+        parents,
+        root_branches,
+    }
 }
 
 /// The predecessors of every reached node, as preorder numbers, indexed by preorder number.
@@ -158,6 +232,8 @@ fn predecessors_in_preorder(
     nodes: &[u32],
 ) -> (Vec<u32>, Vec<u32>) {
     let reached = nodes.len();
+    // Counts at `starts[target + 1]`, summed; then each list is filled through `starts[target]`
+    // as its cursor, which leaves `starts[target]` at the list's end: one shift restores it.
     let mut starts = vec![0u32; reached + 1];
     for &node in nodes {
         for &successor in graph.successors(node) {
@@ -170,23 +246,25 @@ fn predecessors_in_preorder(
     for index in 0..reached {
         starts[index + 1] += starts[index];
     }
-    let mut fill = starts.clone();
     let mut sources = vec![0u32; starts[reached] as usize];
     for (number, &node) in nodes.iter().enumerate() {
         for &successor in graph.successors(node) {
             let target = preorder[successor as usize];
             if target != UNREACHED {
-                let slot = &mut fill[target as usize];
+                let slot = &mut starts[target as usize];
                 sources[*slot as usize] = number as u32;
                 *slot += 1;
             }
         }
     }
+    starts.copy_within(0..reached, 1);
+    starts[0] = 0;
     (starts, sources)
 }
 
-/// SEMI-NCA over preorder numbers: returns each number's immediate dominator's number.
-fn semi_nca(parents: &[u32], predecessors: &(Vec<u32>, Vec<u32>)) -> Vec<u32> {
+/// SEMI-NCA over preorder numbers: returns each number's immediate dominator's number, in
+/// the array of DFS parents given.
+fn semi_nca(parents: Vec<u32>, predecessors: &(Vec<u32>, Vec<u32>)) -> Vec<u32> {
     let (starts, sources) = predecessors;
     let reached = parents.len();
     let mut semi: Vec<u32> = (0..reached as u32).collect();
@@ -208,8 +286,9 @@ fn semi_nca(parents: &[u32], predecessors: &(Vec<u32>, Vec<u32>)) -> Vec<u32> {
     drop(label);
     drop(ancestor);
     // The NCA step, in preorder: a vertex's dominator is an ancestor of its DFS parent, the
-    // first one numbered at or below its semidominator.
-    let mut idom = parents.to_vec();
+    // first one numbered at or below its semidominator. Starting from the parents, each
+    // vertex reads only the final dominators of smaller numbers.
+    let mut idom = parents;
     for vertex in 1..reached {
         let mut candidate = idom[vertex];
         while candidate > semi[vertex] {
@@ -348,6 +427,26 @@ mod tests {
             },
             root,
         );
+        // The variant that releases the successor lists computes the same tree.
+        assert_eq!(
+            DominatorTree::compute_releasing(starts.clone(), targets.clone(), root),
+            tree
+        );
+        // Every reached node's root edge is the first edge from the root to its DFS branch:
+        // an edge from the root to a node of that branch.
+        let root_successors =
+            &targets[starts[root as usize] as usize..starts[root as usize + 1] as usize];
+        for number in 1..tree.reachable_count() as u32 {
+            let edge = tree
+                .root_edge(number)
+                .expect("a reached node has a root edge");
+            let branch_head = tree.number(root_successors[edge as usize]).unwrap();
+            assert!(
+                branch_head <= number,
+                "the branch starts at or before the node"
+            );
+        }
+        assert_eq!(tree.root_edge(0), None);
         (0..node_count as u32)
             .map(|node| tree.immediate_dominator(node))
             .collect()

@@ -4,11 +4,13 @@
 //!
 //! Per object the graph keeps its address, its allocation site (an id into a site table, class
 //! names resolved through the dump's own CLASS/MODULE objects as the aggregator resolves them)
-//! and its memsize; references are one flat `u32` list in CSR form. While the dump streams in,
-//! references are kept as addresses (8 bytes each) and resolved to node ids at
-//! [`HeapGraphBuilder::finish`]: by binary search over the addresses, which Ruby writes in
-//! ascending order (heap pages sorted by address), or over a sorted permutation when a dump
-//! does not. No hash map over objects is ever built.
+//! and its memsize (4 bytes; the rare object of 4 GiB or more in a side table); references are
+//! one flat `u32` list in CSR form: 20 bytes per object and 4 per reference. While the dump
+//! streams in, references are kept as addresses (8 bytes each) and resolved to node ids at
+//! [`HeapGraphBuilder::finish`]: Ruby writes objects in ascending address order (heap pages
+//! sorted by address), so a table of where each 64 KiB of the address space starts narrows
+//! each lookup to a page's objects before a binary search; a dump in another order is
+//! searched through a sorted permutation. No hash map over objects is ever built.
 
 use std::hash::Hash;
 
@@ -54,10 +56,13 @@ pub struct HeapGraphBuilder {
     too_many_objects: bool,
     addresses: Vec<u64>,
     scan_site_of: Vec<u32>,
-    memsizes: Vec<u64>,
-    /// Per object, where its references start in `references`.
-    reference_starts: Vec<u64>,
-    references: Vec<u64>,
+    memsizes: Vec<u32>,
+    /// (object index, memsize) of the objects whose memsize does not fit `memsizes`.
+    large_memsizes: Vec<(u32, u64)>,
+    /// Per object, where its references start in `references` (saturated: `finish` refuses
+    /// more than `u32::MAX` references).
+    reference_starts: Vec<u32>,
+    references: AddressChunks,
     /// Root name id and address, in dump order.
     roots: Vec<(u16, u64)>,
     root_names: Vec<String>,
@@ -81,8 +86,9 @@ impl HeapGraphBuilder {
             addresses: Vec::new(),
             scan_site_of: Vec::new(),
             memsizes: Vec::new(),
+            large_memsizes: Vec::new(),
             reference_starts: Vec::new(),
-            references: Vec::new(),
+            references: AddressChunks::default(),
             roots: Vec::new(),
             root_names: Vec::new(),
             scan_sites: Vec::new(),
@@ -93,6 +99,17 @@ impl HeapGraphBuilder {
             module_objects: Vec::new(),
             ascending: true,
         }
+    }
+
+    /// Reserves room for `objects` objects up front (the count the aggregate ingest found),
+    /// so that the per-object arrays are allocated once, at their size, instead of growing
+    /// by doubling. Counts beyond the limit are not reserved.
+    pub fn expect_objects(&mut self, objects: u64) {
+        let objects = objects.min(self.max_objects).min(u64::from(u32::MAX)) as usize;
+        self.addresses.reserve_exact(objects);
+        self.scan_site_of.reserve_exact(objects);
+        self.memsizes.reserve_exact(objects);
+        self.reference_starts.reserve_exact(objects);
     }
 
     fn add_object(&mut self, object: &ObjectRecord<'_>) {
@@ -106,7 +123,7 @@ impl HeapGraphBuilder {
             self.scan_site_of = Vec::new();
             self.memsizes = Vec::new();
             self.reference_starts = Vec::new();
-            self.references = Vec::new();
+            self.references = AddressChunks::default();
             return;
         }
         let object_type = object.object_type.unwrap_or(ObjectType::Unknown);
@@ -150,9 +167,18 @@ impl HeapGraphBuilder {
         }
         self.addresses.push(object.address);
         self.scan_site_of.push(scan_site);
-        self.memsizes.push(object.memsize);
-        self.reference_starts.push(self.references.len() as u64);
-        self.references.extend(object.references.addresses());
+        match u32::try_from(object.memsize) {
+            Ok(memsize) if memsize != u32::MAX => self.memsizes.push(memsize),
+            _ => {
+                self.memsizes.push(u32::MAX);
+                self.large_memsizes.push((index, object.memsize));
+            }
+        }
+        self.reference_starts
+            .push(u32::try_from(self.references.len()).unwrap_or(u32::MAX));
+        for address in object.references.addresses() {
+            self.references.push(address);
+        }
     }
 
     fn file_id(&mut self, raw: &[u8]) -> u32 {
@@ -178,6 +204,7 @@ impl HeapGraphBuilder {
             addresses,
             scan_site_of,
             memsizes,
+            large_memsizes,
             reference_starts,
             references,
             roots,
@@ -190,12 +217,15 @@ impl HeapGraphBuilder {
             ..
         } = self;
         if references.len() + roots.len() >= u32::MAX as usize {
+            // (`reference_starts` saturated at this point, so it is never read.)
             return Err(HeapGraphError::TooManyReferences);
         }
         let resolver = AddressResolver::new(&addresses, ascending);
         let object_count = addresses.len();
         // Node 0 is the virtual root; object `i` is node `i + 1`.
         let mut starts = Vec::with_capacity(object_count + 2);
+        // Dropped references (to addresses the dump does not hold) are rare: at most the
+        // unused tail of this is wasted.
         let mut targets = Vec::with_capacity(references.len() + roots.len());
         let mut root_kinds = Vec::with_capacity(roots.len());
         starts.push(0u32);
@@ -212,9 +242,8 @@ impl HeapGraphBuilder {
                 .get(index + 1)
                 .map_or(references.len(), |&end| end as usize);
             targets.extend(
-                references[begin..end]
-                    .iter()
-                    .filter_map(|&address| resolver.find(address))
+                (begin..end)
+                    .filter_map(|at| resolver.find(references.get(at)))
                     .map(|target| target + 1),
             );
         }
@@ -238,10 +267,13 @@ impl HeapGraphBuilder {
                 (index + 1, name.to_owned())
             })
             .collect();
+        let edges = targets.len();
         Ok(HeapGraph {
             addresses,
             site_of,
             memsizes,
+            large_memsizes,
+            edges,
             starts,
             targets,
             root_kinds,
@@ -274,6 +306,39 @@ impl Visitor for HeapGraphBuilder {
             }
             Record::Shape(_) => {}
         }
+    }
+}
+
+/// The references' addresses while a dump streams in, in chunks of fixed size: the list
+/// grows without ever being copied, and without a doubled array's slack.
+#[derive(Debug, Default)]
+struct AddressChunks {
+    chunks: Vec<Vec<u64>>,
+    len: usize,
+}
+
+impl AddressChunks {
+    const CHUNK_SHIFT: u32 = 16;
+    const CHUNK: usize = 1 << Self::CHUNK_SHIFT;
+
+    fn push(&mut self, address: u64) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < Self::CHUNK => chunk.push(address),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                chunk.push(address);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, at: usize) -> u64 {
+        self.chunks[at >> Self::CHUNK_SHIFT][at & (Self::CHUNK - 1)]
     }
 }
 
@@ -322,32 +387,76 @@ fn resolve_sites(
 /// Finds an object's index by address.
 struct AddressResolver<'a> {
     addresses: &'a [u64],
+    order: Order,
+}
+
+enum Order {
+    /// Addresses ascending: `pages[k]` is the index of the first object at or above
+    /// `base + (k << shift)`, the last entry `addresses.len()`.
+    Ascending {
+        base: u64,
+        shift: u32,
+        pages: Vec<u32>,
+    },
     /// Object indexes sorted by address, when the dump's own order is not ascending.
-    sorted_opt: Option<Vec<u32>>,
+    Sorted(Vec<u32>),
 }
 
 impl<'a> AddressResolver<'a> {
+    /// Ruby's heap pages are 64 KiB.
+    const PAGE_SHIFT: u32 = 16;
+
     fn new(addresses: &'a [u64], ascending: bool) -> AddressResolver<'a> {
-        let sorted_opt = (!ascending).then(|| {
+        if !ascending {
             let mut sorted: Vec<u32> = (0..addresses.len() as u32).collect();
             // Stable, so the first of two objects at one address comes first.
             sorted.sort_by_key(|&index| addresses[index as usize]);
-            sorted
-        });
+            return AddressResolver {
+                addresses,
+                order: Order::Sorted(sorted),
+            };
+        }
+        let (Some(&base), Some(&last)) = (addresses.first(), addresses.last()) else {
+            return AddressResolver {
+                addresses,
+                order: Order::Sorted(Vec::new()),
+            };
+        };
+        // Pages of 64 KiB, or coarser when the objects are spread so thinly that the table
+        // would outgrow the objects themselves.
+        let mut shift = Self::PAGE_SHIFT;
+        while ((last - base) >> shift) as usize > addresses.len().max(1024) {
+            shift += 1;
+        }
+        let page_count = ((last - base) >> shift) as usize + 1;
+        let mut pages = Vec::with_capacity(page_count + 1);
+        let mut index = 0usize;
+        for page in 0..page_count as u64 {
+            let start = base + (page << shift);
+            while index < addresses.len() && addresses[index] < start {
+                index += 1;
+            }
+            pages.push(index as u32);
+        }
+        pages.push(addresses.len() as u32);
         AddressResolver {
             addresses,
-            sorted_opt,
+            order: Order::Ascending { base, shift, pages },
         }
     }
 
     fn find(&self, address: u64) -> Option<u32> {
-        match &self.sorted_opt {
-            None => self
-                .addresses
-                .binary_search(&address)
-                .ok()
-                .map(|index| index as u32),
-            Some(sorted) => {
+        match &self.order {
+            Order::Ascending { base, shift, pages } => {
+                let page = (address.checked_sub(*base)? >> shift) as usize;
+                let begin = *pages.get(page)? as usize;
+                let end = *pages.get(page + 1)? as usize;
+                let within = &self.addresses[begin..end];
+                // The first of two objects at one address, as over the sorted permutation.
+                let position = within.partition_point(|&candidate| candidate < address);
+                (within.get(position) == Some(&address)).then_some((begin + position) as u32)
+            }
+            Order::Sorted(sorted) => {
                 let position =
                     sorted.partition_point(|&index| self.addresses[index as usize] < address);
                 sorted
@@ -364,7 +473,12 @@ impl<'a> AddressResolver<'a> {
 pub struct HeapGraph {
     addresses: Vec<u64>,
     site_of: Vec<u32>,
-    memsizes: Vec<u64>,
+    memsizes: Vec<u32>,
+    /// (object index, memsize) for the memsizes of `u32::MAX` bytes or more, by index.
+    large_memsizes: Vec<(u32, u64)>,
+    /// The number of resolved references, kept when the lists are released.
+    edges: usize,
+    /// Empty once released ([`HeapGraph::release_successors`]).
     starts: Vec<u32>,
     targets: Vec<u32>,
     /// The root name id of each of node 0's successors, in order.
@@ -388,10 +502,10 @@ impl HeapGraph {
 
     /// References between objects and from the roots, resolved.
     pub fn edge_count(&self) -> usize {
-        self.targets.len()
+        self.edges
     }
 
-    /// The graph's edges, node 0 being the virtual root.
+    /// The graph's edges, node 0 being the virtual root; empty once released.
     pub fn csr(&self) -> Csr<'_> {
         Csr {
             starts: &self.starts,
@@ -411,7 +525,25 @@ impl HeapGraph {
 
     /// The memsize of an object node.
     pub fn memsize(&self, node: u32) -> u64 {
-        self.memsizes[node as usize - 1]
+        let index = node as usize - 1;
+        match self.memsizes[index] {
+            u32::MAX => self
+                .large_memsizes
+                .binary_search_by_key(&(index as u32), |&(object, _)| object)
+                .map_or(u64::from(u32::MAX), |position| {
+                    self.large_memsizes[position].1
+                }),
+            memsize => u64::from(memsize),
+        }
+    }
+
+    /// Hands over the successor lists (`starts`, `targets`) and leaves the graph without
+    /// them: the dominator computation needs them once, and nothing after it does.
+    pub(crate) fn release_successors(&mut self) -> (Vec<u32>, Vec<u32>) {
+        (
+            std::mem::take(&mut self.starts),
+            std::mem::take(&mut self.targets),
+        )
     }
 
     /// The site table.
@@ -444,9 +576,67 @@ impl HeapGraph {
     pub fn heap_bytes(&self) -> usize {
         self.addresses.capacity() * 8
             + self.site_of.capacity() * 4
-            + self.memsizes.capacity() * 8
+            + self.memsizes.capacity() * 4
+            + self.large_memsizes.capacity() * 16
             + self.starts.capacity() * 4
             + self.targets.capacity() * 4
             + self.root_kinds.capacity() * 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The resolver's answer for every probe equals a linear search's (the first object at
+    /// the address), in ascending dumps with pages far apart and in dumps in any order.
+    fn check(addresses: &[u64], probes: &[u64]) {
+        let ascending = addresses.windows(2).all(|pair| pair[0] < pair[1]);
+        let resolver = AddressResolver::new(addresses, ascending);
+        for &probe in probes.iter().chain(addresses) {
+            let expected = addresses
+                .iter()
+                .position(|&address| address == probe)
+                .map(|index| index as u32);
+            assert_eq!(resolver.find(probe), expected, "address {probe:#x}");
+        }
+    }
+
+    #[test]
+    fn test_resolver_finds_objects_across_sparse_pages() {
+        let mut addresses: Vec<u64> = (0..500).map(|slot| 0x7f00_0000_0000 + slot * 40).collect();
+        // A second heap region gigabytes away, and one object at the very top.
+        addresses.extend((0..300).map(|slot| 0x7f90_0000_0000 + slot * 40));
+        addresses.push(u64::MAX - 7);
+        let probes = [
+            0,
+            8,
+            0x7f00_0000_0000 - 40,
+            0x7f00_0000_0008,
+            0x7f90_0000_0000 + 12_000,
+            u64::MAX,
+        ];
+        check(&addresses, &probes);
+        let mut shuffled = addresses.clone();
+        shuffled.swap(3, 700);
+        shuffled.push(addresses[10]);
+        check(&shuffled, &probes);
+    }
+
+    proptest! {
+        #[test]
+        fn test_resolver_equals_a_linear_search(
+            mut addresses in proptest::collection::vec(0u64..1 << 24, 0..200),
+            probes in proptest::collection::vec(0u64..1 << 24, 0..50),
+            sort in any::<bool>(),
+        ) {
+            if sort {
+                addresses.sort_unstable();
+                addresses.dedup();
+            }
+            check(&addresses, &probes);
+        }
     }
 }
