@@ -63,7 +63,13 @@ fn main() -> anyhow::Result<()> {
             .context("--child needs a dump path")?;
         let measurement = match what.as_str() {
             "ingest" => measure_ingest(Path::new(path))?,
-            "retention" => measure_retention(Path::new(path))?,
+            "retention" => {
+                let expected: u64 = match args.get(position + 3) {
+                    Some(count) => count.parse().context("objects count")?,
+                    None => 0,
+                };
+                measure_retention(Path::new(path), expected)?
+            }
             other => bail!("unknown step {other:?}"),
         };
         println!("{}", serde_json::to_string(&measurement)?);
@@ -91,8 +97,12 @@ fn main() -> anyhow::Result<()> {
     let mut measurements = Vec::new();
     for step in ["ingest", "retention"] {
         let mut best: Option<Measurement> = None;
+        // The pass is given the object count the ingest found, as an ingester is.
+        let expected = measurements
+            .first()
+            .map_or(0, |ingest: &Measurement| ingest.objects);
         for _ in 0..3 {
-            let run = measure_in_child(&dump, step)?;
+            let run = measure_in_child(&dump, step, expected)?;
             if best.as_ref().is_none_or(|best| run.seconds < best.seconds) {
                 best = Some(run);
             }
@@ -178,16 +188,18 @@ fn measure_ingest(dump: &Path) -> anyhow::Result<Measurement> {
 }
 
 /// The ownership pass: the graph, then dominators, retained sizes and the per-site summary.
-fn measure_retention(dump: &Path) -> anyhow::Result<Measurement> {
+fn measure_retention(dump: &Path, expected_objects: u64) -> anyhow::Result<Measurement> {
     let file = open(dump)?;
     let start = Instant::now();
-    let graph = dump_graph(
+    let mut graph = dump_graph(
         file,
         &ParseOptions::default(),
         DEFAULT_MAX_OWNERSHIP_OBJECTS,
+        expected_objects,
     )?;
     let graph_seconds = start.elapsed().as_secs_f64();
-    let summary = OwnershipAnalysis::new(&graph).summary(&OwnershipOptions::default());
+    let graph_bytes = graph.heap_bytes() as u64;
+    let summary = OwnershipAnalysis::new(&mut graph).summary(&OwnershipOptions::default());
     let seconds = start.elapsed().as_secs_f64();
     std::hint::black_box(&summary);
     Ok(Measurement {
@@ -197,7 +209,7 @@ fn measure_retention(dump: &Path) -> anyhow::Result<Measurement> {
         objects: graph.object_count() as u64,
         references: graph.edge_count() as u64,
         graph_seconds,
-        graph_bytes: graph.heap_bytes() as u64,
+        graph_bytes,
     })
 }
 
@@ -205,7 +217,7 @@ fn open(dump: &Path) -> anyhow::Result<std::fs::File> {
     std::fs::File::open(dump).with_context(|| format!("failed to open {}", dump.display()))
 }
 
-fn measure_in_child(dump: &Path, step: &str) -> anyhow::Result<Measurement> {
+fn measure_in_child(dump: &Path, step: &str, expected: u64) -> anyhow::Result<Measurement> {
     // One core, as the goals are stated: pinned with taskset where it exists.
     let exe = std::env::current_exe()?;
     let mut command = if heapfleet_tests::tool_available("taskset") {
@@ -219,6 +231,7 @@ fn measure_in_child(dump: &Path, step: &str) -> anyhow::Result<Measurement> {
         .arg("--child")
         .arg(step)
         .arg(dump)
+        .arg(expected.to_string())
         .output()
         .context("failed to re-run the bench binary")?;
     if !output.status.success() {

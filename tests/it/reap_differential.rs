@@ -102,8 +102,9 @@ fn test_retained_sizes_equal_reaps() {
         let reap = reap_retainers(&dump);
         assert!(reap.len() > 5, "{}: reap listed {reap:?}", dump.display());
         let file = std::fs::File::open(&dump).unwrap();
-        let graph = heapfleet_ingest::dump_graph(file, &ParseOptions::default(), u64::MAX).unwrap();
-        let analysis = OwnershipAnalysis::new(&graph);
+        let mut graph =
+            heapfleet_ingest::dump_graph(file, &ParseOptions::default(), u64::MAX, 0).unwrap();
+        let analysis = OwnershipAnalysis::new(&mut graph);
         let mut compared = 0;
         for object in &reap {
             let (bytes, objects) = match object.address {
@@ -114,7 +115,8 @@ fn test_retained_sizes_equal_reaps() {
                 }
                 None => continue,
                 Some(address) => {
-                    let node = graph
+                    let node = analysis
+                        .graph()
                         .node_at(address)
                         .unwrap_or_else(|| panic!("no object at 0x{address:x}"));
                     analysis

@@ -203,15 +203,16 @@ pub struct OwnershipAnalysis<'a> {
     /// Dominator-tree children by preorder number, in CSR form.
     child_starts: Vec<u32>,
     children: Vec<u32>,
-    /// The root category id of each preorder number (an index into the graph's root names,
-    /// via the successor of node 0 that reached it).
-    root_edge: Vec<u32>,
 }
 
 impl<'a> OwnershipAnalysis<'a> {
-    /// Computes the dominator tree and retained sizes of `graph`.
-    pub fn new(graph: &'a HeapGraph) -> OwnershipAnalysis<'a> {
-        let tree = DominatorTree::compute(graph.csr(), 0);
+    /// Computes the dominator tree and retained sizes of `graph`. The graph's references are
+    /// released on the way (nothing after the dominators needs them), so that the pass stays
+    /// within its memory budget; its objects, sites and roots stay.
+    pub fn new(graph: &'a mut HeapGraph) -> OwnershipAnalysis<'a> {
+        let (starts, targets) = graph.release_successors();
+        let tree = DominatorTree::compute_releasing(starts, targets, 0);
+        let graph: &'a HeapGraph = graph;
         let reached = tree.reachable_count();
         let idom = tree.idom_numbers();
         let mut retained_bytes = vec![0u64; reached];
@@ -233,14 +234,16 @@ impl<'a> OwnershipAnalysis<'a> {
         for number in 0..reached {
             child_starts[number + 1] += child_starts[number];
         }
-        let mut fill = child_starts.clone();
+        // Filled through `child_starts[parent]` as its cursor, which leaves it at the end of
+        // the parent's list: one shift restores the starts.
         let mut children = vec![0u32; reached.saturating_sub(1)];
         for number in 1..reached {
-            let slot = &mut fill[idom[number] as usize];
+            let slot = &mut child_starts[idom[number] as usize];
             children[*slot as usize] = number as u32;
             *slot += 1;
         }
-        let root_edge = root_edges(graph, &tree);
+        child_starts.copy_within(0..reached, 1);
+        child_starts[0] = 0;
         OwnershipAnalysis {
             graph,
             tree,
@@ -248,8 +251,12 @@ impl<'a> OwnershipAnalysis<'a> {
             retained_objects,
             child_starts,
             children,
-            root_edge,
         }
+    }
+
+    /// The graph analysed (without its references, which [`OwnershipAnalysis::new`] released).
+    pub fn graph(&self) -> &HeapGraph {
+        self.graph
     }
 
     /// The dominator tree.
@@ -278,10 +285,9 @@ impl<'a> OwnershipAnalysis<'a> {
     }
 
     fn root_name(&self, number: u32) -> &str {
-        match self.root_edge[number as usize] {
-            u32::MAX => "",
-            edge => self.graph.root_kind_of_edge(edge as usize),
-        }
+        self.tree
+            .root_edge(number)
+            .map_or("", |edge| self.graph.root_kind_of_edge(edge as usize))
     }
 
     /// The label of a node in owner paths: a CLASS or MODULE's own name, else its class name,
@@ -426,7 +432,6 @@ impl<'a> OwnershipAnalysis<'a> {
         // Dominator-tree preorder position and subtree end, by preorder number; and each
         // site's objects in dominator-tree preorder.
         let mut position = vec![0u32; reached];
-        let mut subtree_end = vec![0u32; reached];
         let mut order: Vec<u32> = Vec::with_capacity(reached);
         let mut stack: Vec<(u32, u32)> = vec![(0, 0)];
         order.push(0);
@@ -459,7 +464,6 @@ impl<'a> OwnershipAnalysis<'a> {
                 }
                 stack.push((child, 0));
             } else {
-                subtree_end[number as usize] = order.len() as u32;
                 stack.pop();
                 if number != 0 {
                     let node = self.tree.node(number);
@@ -505,7 +509,6 @@ impl<'a> OwnershipAnalysis<'a> {
         let context = OwnerContext {
             analysis: self,
             position: &position,
-            subtree_end: &subtree_end,
         };
         let retained_sites = kept_sites
             .iter()
@@ -557,31 +560,6 @@ impl<'a> OwnershipAnalysis<'a> {
     }
 }
 
-/// The successor of node 0 through which the depth-first numbering reached each preorder
-/// number (`u32::MAX` for the root itself): the GC root category that reaches the object.
-fn root_edges(graph: &HeapGraph, tree: &DominatorTree) -> Vec<u32> {
-    let reached = tree.reachable_count();
-    let mut root_edge = vec![u32::MAX; reached];
-    // The first root edge to each object names its root, as the depth-first numbering took
-    // them in that order.
-    let mut first_edge: HashMap<u32, u32> = HashMap::new();
-    for (edge, &target) in graph.csr().successors(0).iter().enumerate() {
-        first_edge.entry(target).or_insert(edge as u32);
-    }
-    for number in 1..reached {
-        let parent = tree.dfs_parent(number as u32);
-        root_edge[number] = if parent == 0 {
-            first_edge
-                .get(&tree.node(number as u32))
-                .copied()
-                .unwrap_or(u32::MAX)
-        } else {
-            root_edge[parent as usize]
-        };
-    }
-    root_edge
-}
-
 /// An owner object's preorder number, or 0 and a root's name for objects a root holds.
 type HolderKey<'a> = (u32, &'a str);
 
@@ -589,14 +567,23 @@ type HolderKey<'a> = (u32, &'a str);
 struct OwnerContext<'a, 'b> {
     analysis: &'b OwnershipAnalysis<'a>,
     position: &'b [u32],
-    subtree_end: &'b [u32],
 }
 
 impl OwnerContext<'_, '_> {
+    /// Where `number`'s subtree ends in dominator-tree preorder: a subtree holds exactly the
+    /// objects its top retains (the virtual root, all the others).
+    fn subtree_end(&self, number: u32) -> u32 {
+        if number == 0 {
+            self.analysis.retained_objects[0] + 1
+        } else {
+            self.position[number as usize] + self.analysis.retained_objects[number as usize]
+        }
+    }
+
     /// How many of `members` (in dominator-tree preorder) `number` dominates, itself included.
     fn dominated(&self, number: u32, members: &[u32]) -> u64 {
         let begin = self.position[number as usize];
-        let end = self.subtree_end[number as usize];
+        let end = self.subtree_end(number);
         let first = members.partition_point(|&member| self.position[member as usize] < begin);
         let last = members.partition_point(|&member| self.position[member as usize] < end);
         (last - first) as u64
@@ -623,7 +610,7 @@ impl OwnerContext<'_, '_> {
         for &member in members {
             let is_topmost = self.position[member as usize] >= topmost_end;
             if is_topmost {
-                topmost_end = self.subtree_end[member as usize];
+                topmost_end = self.subtree_end(member);
             }
             walked.clear();
             let mut ancestor = idom[member as usize];
@@ -817,8 +804,8 @@ mod tests {
     fn analyse(dump: &str) -> DumpOwnership {
         let mut builder = HeapGraphBuilder::new(u64::MAX);
         parse_reader(dump.as_bytes(), &ParseOptions::default(), &mut builder).unwrap();
-        let graph = builder.finish().unwrap();
-        OwnershipAnalysis::new(&graph).summary(&OwnershipOptions::default())
+        let mut graph = builder.finish().unwrap();
+        OwnershipAnalysis::new(&mut graph).summary(&OwnershipOptions::default())
     }
 
     fn site<'a>(ownership: &'a DumpOwnership, file: &str, line: u32) -> &'a RetainedSite {
@@ -939,9 +926,9 @@ mod tests {
             &mut builder,
         )
         .unwrap();
-        let graph = builder.finish().unwrap();
-        let analysis = OwnershipAnalysis::new(&graph);
-        let node = graph.node_at(0xa00).unwrap();
+        let mut graph = builder.finish().unwrap();
+        let analysis = OwnershipAnalysis::new(&mut graph);
+        let node = analysis.graph().node_at(0xa00).unwrap();
         let listing = analysis.subtree(Some(node), 2, 3).unwrap();
         assert_eq!(listing.len(), 4, "the Array and its three largest Hashes");
         assert_eq!(listing[0].address, 0xa00);
@@ -950,7 +937,7 @@ mod tests {
                 .iter()
                 .all(|child| child.parent == Some(0) && child.depth == 1)
         );
-        let unreachable = graph.node_at(0x9999999).unwrap();
+        let unreachable = analysis.graph().node_at(0x9999999).unwrap();
         assert_eq!(analysis.subtree(Some(unreachable), 2, 3), None);
     }
 

@@ -68,25 +68,31 @@ impl OwnershipError {
 }
 
 /// Parses a dump into its object graph, refusing one of more than `max_objects` objects.
+/// `expected_objects` (the count the aggregate ingest found, 0 when unknown) sizes the
+/// graph's arrays up front.
 pub fn dump_graph(
     reader: impl Read,
     parse: &ParseOptions,
     max_objects: u64,
+    expected_objects: u64,
 ) -> Result<HeapGraph, OwnershipError> {
     let mut builder = HeapGraphBuilder::new(max_objects);
+    builder.expect_objects(expected_objects);
     parse_reader(reader, parse, &mut builder)?;
     Ok(builder.finish()?)
 }
 
-/// Parses a dump and computes its ownership results.
+/// Parses a dump and computes its ownership results (`expected_objects` as in
+/// [`dump_graph`]).
 pub fn dump_ownership(
     reader: impl Read,
     parse: &ParseOptions,
     max_objects: u64,
+    expected_objects: u64,
     options: &OwnershipOptions,
 ) -> Result<DumpOwnership, OwnershipError> {
-    let graph = dump_graph(reader, parse, max_objects)?;
-    Ok(OwnershipAnalysis::new(&graph).summary(options))
+    let mut graph = dump_graph(reader, parse, max_objects, expected_objects)?;
+    Ok(OwnershipAnalysis::new(&mut graph).summary(options))
 }
 
 /// What an ownership pass stored.
@@ -106,6 +112,7 @@ pub async fn ownership_into_store<R>(
     store: Arc<dyn AggregateStore>,
     parse: ParseOptions,
     max_objects: u64,
+    expected_objects: u64,
 ) -> Result<StoredOwnership, OwnershipError>
 where
     R: Read + Send + 'static,
@@ -114,7 +121,13 @@ where
     let span = tracing::info_span!("ownership", otel.name = "dominators and retained sizes");
     let ownership = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        dump_ownership(reader, &parse, max_objects, &OwnershipOptions::default())
+        dump_ownership(
+            reader,
+            &parse,
+            max_objects,
+            expected_objects,
+            &OwnershipOptions::default(),
+        )
     })
     .await
     .map_err(OwnershipError::TaskFailed)??;

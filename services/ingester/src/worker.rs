@@ -433,6 +433,7 @@ impl Ingester {
             self.store.clone(),
             options,
             self.settings.max_retention_objects,
+            job.dump.objects,
         )
         .await
     }

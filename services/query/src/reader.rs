@@ -547,8 +547,9 @@ impl Queries for StoreQueries {
             });
         }
         let reader = self.open_dump_file(&dump).await?;
+        let expected_objects = dump.objects;
         let (reachable_objects, reachable_bytes, nodes) =
-            tokio::task::spawn_blocking(move || dominators_in(reader, query))
+            tokio::task::spawn_blocking(move || dominators_in(reader, query, expected_objects))
                 .await
                 .map_err(|error| QueryError::Internal(error.to_string()))??;
         Ok(DumpDominators {
@@ -768,15 +769,18 @@ fn trim_tree(
 }
 
 /// Parses a dump into its object graph and lists part of its dominator tree: reachable
-/// objects, their bytes, the nodes.
+/// objects, their bytes, the nodes. `expected_objects` (the dump's object count, 0 when
+/// unknown) sizes the graph up front.
 pub fn dominators_in(
     reader: impl std::io::Read,
     query: DominatorsQuery,
+    expected_objects: u64,
 ) -> Result<(u64, u64, Vec<heapfleet_analysis::DominatorNode>), QueryError> {
-    let graph = heapfleet_ingest::dump_graph(
+    let mut graph = heapfleet_ingest::dump_graph(
         reader,
         &heapfleet_dump::ParseOptions::default(),
         heapfleet_ingest::DEFAULT_MAX_OWNERSHIP_OBJECTS,
+        expected_objects,
     )
     .map_err(|error| match error {
         heapfleet_ingest::OwnershipError::TooLarge(too_large) => {
@@ -787,10 +791,10 @@ pub fn dominators_in(
             heapfleet_service::status::error_chain(&other)
         )),
     })?;
-    let analysis = heapfleet_analysis::OwnershipAnalysis::new(&graph);
+    let analysis = heapfleet_analysis::OwnershipAnalysis::new(&mut graph);
     let from = match query.from_address {
         None => None,
-        Some(address) => Some(graph.node_at(address).ok_or_else(|| {
+        Some(address) => Some(analysis.graph().node_at(address).ok_or_else(|| {
             QueryError::NotFound(format!("the dump holds no object at 0x{address:x}"))
         })?),
     };

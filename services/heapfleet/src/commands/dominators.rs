@@ -20,9 +20,12 @@ pub(crate) async fn run(
     let answer = match &args.file {
         Some(path) => {
             let (dump, file) = dump_file::open_checked(queries, &args.dump, path).await?;
+            let expected_objects = dump.objects;
             let (reachable_objects, reachable_bytes, nodes) =
-                tokio::task::spawn_blocking(move || heapfleet_query::dominators_in(file, query))
-                    .await??;
+                tokio::task::spawn_blocking(move || {
+                    heapfleet_query::dominators_in(file, query, expected_objects)
+                })
+                .await??;
             DumpDominators {
                 dump,
                 reachable_objects,

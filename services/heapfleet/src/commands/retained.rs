@@ -21,11 +21,13 @@ pub(crate) async fn run(
     let answer = match &args.file {
         Some(path) => {
             let (dump, file) = dump_file::open_checked(queries, &args.dump, path).await?;
+            let expected_objects = dump.objects;
             let ownership = tokio::task::spawn_blocking(move || {
                 heapfleet_ingest::dump_ownership(
                     file,
                     &heapfleet_dump::ParseOptions::default(),
                     heapfleet_ingest::DEFAULT_MAX_OWNERSHIP_OBJECTS,
+                    expected_objects,
                     &OwnershipOptions::default(),
                 )
             })
