@@ -398,8 +398,8 @@ pub fn rank_suspects(suspects: &mut [LeakSuspect], rank: LeakRank) {
 /// Numbers the leaks of a ranked report: a growing owner ([`LeakSuspect::owner`]) and the
 /// suspects whose first growing owner it is are one leak; so are suspects whose first growing
 /// owner with an allocation site is the same (same owner site, root and path). Each leak is
-/// listed together after the best ranked of its suspects; any other suspect is a leak of its
-/// own.
+/// listed together after the best ranked of its suspects, its allocation sites first (by
+/// rank), then the rest; any other suspect is a leak of its own.
 pub fn group_by_owner(report: &mut LeakReport) {
     let suspects = std::mem::take(&mut report.suspects);
     let growing: BTreeSet<OwnerKey> = suspects.iter().filter_map(owner_suspect_key).collect();
@@ -427,7 +427,11 @@ pub fn group_by_owner(report: &mut LeakReport) {
             None => groups.push((key, vec![suspect])),
         }
     }
-    for (number, (_, members)) in groups.into_iter().enumerate() {
+    for (number, (_, mut members)) in groups.into_iter().enumerate() {
+        // Within a leak, the lines that allocate it come first (the report's first row stays
+        // the line to look at), then the container that holds them; without allocation
+        // tracing the container, known by its path, leads.
+        members.sort_by_key(|suspect| !(suspect.owner.is_none() && suspect.site.file.is_some()));
         for mut suspect in members {
             suspect.leak = number + 1;
             report.suspects.push(suspect);
@@ -750,5 +754,40 @@ mod tests {
                 (ObjectType::Hash, false, 2),
             ]
         );
+    }
+
+    #[test]
+    fn test_a_leak_lists_its_allocating_lines_before_its_container() {
+        let processes = [
+            owner_process("a", 1, &[100, 200, 300, 400, 500]),
+            owner_process("a", 2, &[100, 200, 300, 400, 500]),
+        ];
+        let owner = growing_owners(&processes, &LeakOptions::default()).remove(0);
+        let owner_key = owner_suspect_key(&owner).unwrap();
+        // A traced line whose growing owner is that container, ranked below it.
+        let mut hashes = suspect(7, ObjectType::Hash, 1.0);
+        hashes.held_by = vec![HeldBy {
+            owner: owner_key.0,
+            root: owner_key.1,
+            path: owner_key.2,
+            objects: 1,
+            bytes: 1,
+            objects_per_dump: 1.0,
+            growing: true,
+            processes: 2,
+            hosts: vec!["a".to_owned()],
+        }];
+        let mut report = LeakReport {
+            suspects: vec![owner, hashes],
+            processes_analysed: 2,
+            dumps_analysed: 10,
+        };
+        group_by_owner(&mut report);
+        let order: Vec<(Option<u32>, bool, usize)> = report
+            .suspects
+            .iter()
+            .map(|suspect| (suspect.site.line, suspect.owner.is_some(), suspect.leak))
+            .collect();
+        assert_eq!(order, vec![(Some(7), false, 1), (None, true, 1)]);
     }
 }
