@@ -47,3 +47,84 @@ fn test_every_rust_file_opens_with_a_module_doc_comment() {
         "files without a leading `//!` comment: {missing:?}"
     );
 }
+
+/// The absolute path of a developer's or a build machine's home or work directory at `at` in
+/// `text`, if one starts there: `/home/NAME/`, `/Users/NAME/`, `/root/`, `/work/` or
+/// `C:\Users\`, at the start of a word (`../../root/x`, a traversal, is not one).
+fn machine_path_at(text: &str, at: usize) -> Option<&str> {
+    let before = text[..at].chars().next_back();
+    if before.is_some_and(|character| character.is_alphanumeric() || ".-_/\\".contains(character)) {
+        return None;
+    }
+    let rest = &text[at..];
+    let named = |prefix: &str| {
+        let name = rest.strip_prefix(prefix)?;
+        let end = name.find('/')?;
+        let valid = end > 0
+            && name[..end]
+                .chars()
+                .all(|c| c.is_alphanumeric() || "._-".contains(c));
+        valid.then(|| &rest[..prefix.len() + end + 1])
+    };
+    named("/home/")
+        .or_else(|| named("/Users/"))
+        .or_else(|| rest.starts_with("/root/").then(|| &rest[..6]))
+        .or_else(|| rest.starts_with("/work/").then(|| &rest[..6]))
+        .or_else(|| rest.starts_with("C:\\Users\\").then(|| &rest[..9]))
+}
+
+fn machine_paths(text: &str) -> Vec<&str> {
+    text.char_indices()
+        .filter(|(_, character)| matches!(character, '/' | 'C'))
+        .filter_map(|(at, _)| machine_path_at(text, at))
+        .collect()
+}
+
+#[test]
+fn test_machine_path_detection() {
+    assert_eq!(
+        machine_paths("see /home/alice/src/x.rs"),
+        vec!["/home/alice/"]
+    );
+    assert_eq!(machine_paths("\"/Users/bob/dev\""), vec!["/Users/bob/"]);
+    assert_eq!(
+        machine_paths("cd /root/.cargo && ls /work/main"),
+        vec!["/root/", "/work/"]
+    );
+    assert_eq!(machine_paths(r"C:\Users\carol\x"), vec![r"C:\Users\"]);
+    assert!(machine_paths("../../../root/.ssh and app/home/x and /etc/passwd").is_empty());
+}
+
+#[test]
+fn test_no_tracked_file_names_a_machine_path() {
+    let root = workspace_root();
+    let listing = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(&root)
+        .output()
+        .expect("git lists the tracked files");
+    assert!(listing.status.success(), "git ls-files failed");
+    let files: Vec<String> = String::from_utf8(listing.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(files.len() > 50, "git lists only {} files", files.len());
+    let mut found = Vec::new();
+    // This file spells the patterns out.
+    for name in files.iter().filter(|name| *name != "tests/it/tidy.rs") {
+        let Ok(bytes) = std::fs::read(root.join(name)) else {
+            continue;
+        };
+        // Text only: dumps written by Ruby may hold anything in their strings.
+        if bytes.contains(&0) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        for path in machine_paths(&text) {
+            found.push(format!("{name}: {path}"));
+        }
+    }
+    assert!(found.is_empty(), "machine-specific paths: {found:?}");
+}
