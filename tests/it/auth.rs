@@ -174,7 +174,8 @@ async fn upload(
         .map_err(|error| format!("{error:#}"))
 }
 
-/// Waits until the dump is ingested, asking with `options`.
+/// Waits until the dump is ingested and its ownership pass has ended (a pass that runs holds
+/// the dump against deletion), asking with `options`.
 async fn wait_ready(url: &str, options: &ClientOptions, dump_id: &str) {
     let mut ingest = heapfleet_gateway::client::connect_with(url, options)
         .await
@@ -188,7 +189,10 @@ async fn wait_ready(url: &str, options: &ClientOptions, dump_id: &str) {
             .await
             .unwrap()
             .into_inner();
-        if dump.state == pb::DumpState::Ready as i32 {
+        assert_ne!(dump.ownership_state, "failed", "{dump:?}");
+        if dump.state == pb::DumpState::Ready as i32
+            && !matches!(dump.ownership_state.as_str(), "queued" | "running")
+        {
             return;
         }
         assert_ne!(dump.state, pb::DumpState::Failed as i32, "{dump:?}");
