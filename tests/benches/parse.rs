@@ -16,8 +16,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use heapfleet_analysis::DumpAggregator;
@@ -145,7 +145,7 @@ fn measure_heapfleet_in_process(dump: &Path, with_index: bool) -> anyhow::Result
         bytes: aggregates.parse.bytes,
         objects: aggregates.parse.objects,
         seconds,
-        peak_rss_bytes: peak_rss_of(std::process::id()).unwrap_or(0),
+        peak_rss_bytes: heapfleet_tests::peak_rss_of(std::process::id()).unwrap_or(0),
     })
 }
 
@@ -169,25 +169,9 @@ fn measure_heapfleet_in_child(dump: &Path, with_index: bool) -> anyhow::Result<M
 fn measure_heapy(dump: &Path, objects: u64) -> anyhow::Result<Measurement> {
     let bytes = std::fs::metadata(dump)?.len();
     let start = Instant::now();
-    let mut child = Command::new("heapy")
-        .arg("read")
-        .arg(dump)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("failed to start heapy (install Debian's ruby-heapy, see .ci/run)")?;
-    let mut peak_rss_bytes = 0;
-    let status = loop {
-        if let Some(rss) = peak_rss_of(child.id()) {
-            peak_rss_bytes = peak_rss_bytes.max(rss);
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        // Polling a child process from a bench binary: a short blocking wait is the point here.
-        #[allow(clippy::disallowed_methods)]
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, peak_rss_bytes) =
+        heapfleet_tests::run_sampling_peak_rss(Command::new("heapy").arg("read").arg(dump))
+            .context("heapy (install Debian's ruby-heapy, see .ci/run)")?;
     if !status.success() {
         bail!("heapy failed with {status}");
     }
@@ -198,12 +182,4 @@ fn measure_heapy(dump: &Path, objects: u64) -> anyhow::Result<Measurement> {
         seconds: start.elapsed().as_secs_f64(),
         peak_rss_bytes,
     })
-}
-
-/// Returns a process's peak resident set size (VmHWM) from /proc.
-fn peak_rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kilobytes * 1024)
 }

@@ -19,8 +19,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use heapfleet_analysis::{DumpAggregator, OwnershipAnalysis, OwnershipOptions};
@@ -179,7 +179,7 @@ fn measure_ingest(dump: &Path) -> anyhow::Result<Measurement> {
     Ok(Measurement {
         tool: "ingest".to_owned(),
         seconds,
-        peak_rss_bytes: peak_rss_of(std::process::id()).unwrap_or(0),
+        peak_rss_bytes: heapfleet_tests::peak_rss_of(std::process::id()).unwrap_or(0),
         objects: aggregates.parse.objects,
         references: 0,
         graph_seconds: 0.0,
@@ -205,7 +205,7 @@ fn measure_retention(dump: &Path, expected_objects: u64) -> anyhow::Result<Measu
     Ok(Measurement {
         tool: "retention".to_owned(),
         seconds,
-        peak_rss_bytes: peak_rss_of(std::process::id()).unwrap_or(0),
+        peak_rss_bytes: heapfleet_tests::peak_rss_of(std::process::id()).unwrap_or(0),
         objects: graph.object_count() as u64,
         references: graph.edge_count() as u64,
         graph_seconds,
@@ -243,7 +243,7 @@ fn measure_in_child(dump: &Path, step: &str, expected: u64) -> anyhow::Result<Me
     serde_json::from_slice(&output.stdout).context("child printed no measurement")
 }
 
-/// Runs reap on the dump once, pinned to one core, sampling its peak RSS from /proc.
+/// Runs reap on the dump once, pinned to one core, sampling its peak RSS.
 fn measure_reap(dump: &Path) -> anyhow::Result<Measurement> {
     if !heapfleet_tests::tool_available("reap") {
         bail!("reap is not installed (cargo install reap --version 0.3.3 --locked)");
@@ -256,25 +256,8 @@ fn measure_reap(dump: &Path) -> anyhow::Result<Measurement> {
     } else {
         Command::new("reap")
     };
-    let mut child = command
-        .args(["--count", "25"])
-        .arg(dump)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("failed to start reap")?;
-    let mut peak_rss_bytes = 0;
-    let status = loop {
-        if let Some(rss) = peak_rss_of(child.id()) {
-            peak_rss_bytes = peak_rss_bytes.max(rss);
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        // Polling a child process from a bench binary: a short blocking wait is the point here.
-        #[allow(clippy::disallowed_methods)]
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, peak_rss_bytes) =
+        heapfleet_tests::run_sampling_peak_rss(command.args(["--count", "25"]).arg(dump))?;
     if !status.success() {
         bail!("reap failed with {status}");
     }
@@ -287,12 +270,4 @@ fn measure_reap(dump: &Path) -> anyhow::Result<Measurement> {
         graph_seconds: 0.0,
         graph_bytes: 0,
     })
-}
-
-/// Returns a process's peak resident set size (VmHWM) from /proc.
-fn peak_rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kilobytes * 1024)
 }

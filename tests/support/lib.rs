@@ -252,3 +252,35 @@ pub fn count_with_serde_json(
     }
     (per_generation, roots)
 }
+
+/// Returns a process's peak resident set size (VmHWM) from /proc.
+pub fn peak_rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes * 1024)
+}
+
+/// Runs `command` to its end with its output discarded, sampling its peak RSS from /proc
+/// every 20 ms (benchmarks of other tools). Returns its exit status and that peak.
+pub fn run_sampling_peak_rss(
+    command: &mut Command,
+) -> anyhow::Result<(std::process::ExitStatus, u64)> {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("failed to start {:?}", command.get_program()))?;
+    let mut peak_rss_bytes = 0;
+    loop {
+        if let Some(rss) = peak_rss_of(child.id()) {
+            peak_rss_bytes = peak_rss_bytes.max(rss);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, peak_rss_bytes));
+        }
+        // Polling a child process: a short blocking wait is the point here.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
