@@ -12,34 +12,12 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use common::Server;
+use common::{Server, heapfleet, json};
 
 fn fixtures(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(relative)
-}
-
-fn heapfleet(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_heapfleet"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("heapfleet runs")
-}
-
-fn json(data_dir: &Path, args: &[&str]) -> Value {
-    let mut with_format = vec!["--format", "json"];
-    with_format.extend_from_slice(args);
-    let output = heapfleet(data_dir, &with_format);
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("{args:?} printed no JSON ({error})"))
 }
 
 fn series() -> String {

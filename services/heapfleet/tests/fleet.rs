@@ -8,34 +8,15 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use heapfleet_tests::{generated_dir, generated_fleet, tool_available};
 use serde_json::Value;
 
-fn heapfleet(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_heapfleet"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("heapfleet runs")
-}
-
-fn json(data_dir: &Path, args: &[&str]) -> Value {
-    let mut with_format = vec!["--format", "json"];
-    with_format.extend_from_slice(args);
-    let output = heapfleet(data_dir, &with_format);
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("{args:?} printed no JSON ({error})"))
-}
+use common::json;
 
 /// The fleet imported into a data directory, and its truth.
 struct Fleet {

@@ -9,29 +9,15 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use heapfleet_tests::{generated_dir, generated_owner_fleet, tool_available};
 use serde_json::Value;
 
-fn json(data_dir: &Path, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_heapfleet"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--format", "json"])
-        .args(args)
-        .output()
-        .expect("heapfleet runs");
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("{args:?} printed no JSON ({error})"))
-}
+use common::json;
 
 /// A fleet imported into a data directory, and its truth.
 struct Fleet {

@@ -1,12 +1,38 @@
-//! What the command's end-to-end tests share: a `heapfleet serve` child process on a loopback
-//! port, killed when dropped.
+//! What the command's end-to-end tests share: running `heapfleet` on a data directory (its
+//! output, or its JSON answer), and a `heapfleet serve` child process on a loopback port, killed
+//! when dropped.
 
 // Each test binary that includes this module uses only some of it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Runs `heapfleet --data-dir DATA_DIR ARGS...` to its end.
+pub(crate) fn heapfleet(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heapfleet"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("heapfleet runs")
+}
+
+/// Runs `heapfleet --data-dir DATA_DIR --format json ARGS...`, which must succeed, and returns
+/// its JSON answer.
+pub(crate) fn json(data_dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut with_format = vec!["--format", "json"];
+    with_format.extend_from_slice(args);
+    let output = heapfleet(data_dir, &with_format);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{args:?} printed no JSON ({error})"))
+}
 
 /// How long a server may take to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(60);
