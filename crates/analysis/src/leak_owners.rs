@@ -563,18 +563,32 @@ mod tests {
         assert_eq!(suspects[0].site.line, Some(1));
     }
 
-    #[test]
-    fn test_group_by_owner_lists_one_leak_together() {
-        let held = |line: u32, growing: bool| HeldBy {
-            owner: owner(line, 1, 1).owner,
-            root: "vm".to_owned(),
-            path: vec!["vm".to_owned()],
+    /// A `held_by` entry of one object in one process on host "a".
+    fn held_by((owner, root, path): OwnerKey, growing: bool) -> HeldBy {
+        HeldBy {
+            owner,
+            root,
+            path,
             objects: 1,
             bytes: 1,
             objects_per_dump: 1.0,
             growing,
             processes: 1,
             hosts: vec!["a".to_owned()],
+        }
+    }
+
+    #[test]
+    fn test_group_by_owner_lists_one_leak_together() {
+        let held = |line: u32, growing: bool| {
+            held_by(
+                (
+                    owner(line, 1, 1).owner,
+                    "vm".to_owned(),
+                    vec!["vm".to_owned()],
+                ),
+                growing,
+            )
         };
         let mut strings = suspect(6, ObjectType::String, 3.0);
         strings.held_by = vec![held(3, true)];
@@ -711,16 +725,9 @@ mod tests {
             owner_process("a", 2, &[100, 200, 300, 400, 500]),
         ];
         let owner = growing_owners(&processes, &LeakOptions::default()).remove(0);
-        let held = |path: &[&str], growing: bool| HeldBy {
-            owner: untraced_owner(path, 1, 1).owner,
-            root: "vm".to_owned(),
-            path: path.iter().map(|step| (*step).to_owned()).collect(),
-            objects: 1,
-            bytes: 1,
-            objects_per_dump: 1.0,
-            growing,
-            processes: 1,
-            hosts: vec!["a".to_owned()],
+        let held = |path: &[&str], growing: bool| {
+            let owner = untraced_owner(path, 1, 1);
+            held_by((owner.owner, owner.root, owner.path), growing)
         };
         let mut hashes = suspect(0, ObjectType::Hash, 10.0);
         hashes.site = untraced_site(ObjectType::Hash);
@@ -763,20 +770,9 @@ mod tests {
             owner_process("a", 2, &[100, 200, 300, 400, 500]),
         ];
         let owner = growing_owners(&processes, &LeakOptions::default()).remove(0);
-        let owner_key = owner_suspect_key(&owner).unwrap();
         // A traced line whose growing owner is that container, ranked below it.
         let mut hashes = suspect(7, ObjectType::Hash, 1.0);
-        hashes.held_by = vec![HeldBy {
-            owner: owner_key.0,
-            root: owner_key.1,
-            path: owner_key.2,
-            objects: 1,
-            bytes: 1,
-            objects_per_dump: 1.0,
-            growing: true,
-            processes: 2,
-            hosts: vec!["a".to_owned()],
-        }];
+        hashes.held_by = vec![held_by(owner_suspect_key(&owner).unwrap(), true)];
         let mut report = LeakReport {
             suspects: vec![owner, hashes],
             processes_analysed: 2,
