@@ -110,15 +110,71 @@ pub async fn upload_file(
         .upload_dump(requests)
         .instrument(span)
         .await
-        .map_err(|status| match status.code() {
-            tonic::Code::Unimplemented => anyhow::anyhow!(
-                "this server takes no uploads (a query service?): point --server at the gateway \
-                 or at `heapfleet serve`"
-            ),
-            code => anyhow::anyhow!("{}: {}", code_name(code), status.message()),
-        })
+        .map_err(CallError::from)
         .with_context(|| format!("upload of {} refused", path.display()))?;
     Ok(response.into_inner())
+}
+
+/// What a server answered instead of accepting a call. Callers ask it what to do
+/// ([`CallError::is_refusal`], [`CallError::is_retryable`], [`CallError::is_wrong_server`]);
+/// it stays reachable through the `anyhow` context the client adds
+/// (`error.downcast_ref::<CallError>()`).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct CallError {
+    code: tonic::Code,
+    message: String,
+}
+
+impl From<tonic::Status> for CallError {
+    fn from(status: tonic::Status) -> CallError {
+        CallError {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+impl CallError {
+    /// The gRPC code the server answered.
+    pub fn code(&self) -> tonic::Code {
+        self.code
+    }
+
+    /// The server refused this file (invalid, or over a limit): sending it again cannot help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self.code,
+            tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted
+        )
+    }
+
+    /// The server, or the connection to it, failed for now: the same call may succeed later.
+    /// (Unknown and Cancelled are what a connection cut mid-stream looks like.)
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.code,
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::DeadlineExceeded
+        )
+    }
+
+    /// The server does not offer the call at all: it is not a gateway (a query service, say).
+    pub fn is_wrong_server(&self) -> bool {
+        self.code == tonic::Code::Unimplemented
+    }
+
+    fn describe(&self) -> String {
+        if self.is_wrong_server() {
+            "this server takes no uploads (a query service?): point --server at the gateway \
+             or at `heapfleet serve`"
+                .to_owned()
+        } else {
+            format!("{}: {}", code_name(self.code), self.message)
+        }
+    }
 }
 
 /// A gRPC code as people read it in error messages.

@@ -555,3 +555,76 @@ fn test_agent_sends_the_sidecar_and_labels() {
     assert_eq!(labels["sidekiq_version"], "6.4.1", "{dump}");
     assert!(labels.get("gc_count").is_none(), "{dump}");
 }
+
+/// A query service (the query API and no ingest API) in this process, on embedded backends in
+/// a temporary directory; it stops when dropped.
+struct QueryService {
+    url: String,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn start_query_service() -> QueryService {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = runtime.block_on(async move {
+        let catalog = heapfleet_service::backends::open_catalog(&data)
+            .await
+            .unwrap();
+        let store = heapfleet_service::backends::open_store(&data)
+            .await
+            .unwrap();
+        let queries = heapfleet_query::StoreQueries::new("default", catalog, store);
+        let mut parts =
+            heapfleet_service::server::server_parts(&[heapfleet_query::QUERY_SERVICE_NAME])
+                .await
+                .unwrap();
+        parts
+            .routes
+            .add_service(heapfleet_query::QueryServer::new(queries).into_server());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let routes = parts.routes.routes();
+        tokio::spawn(async move {
+            heapfleet_service::server::serve(
+                listener,
+                routes,
+                &Default::default(),
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
+        });
+        url
+    });
+    QueryService {
+        url,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn test_agent_pointed_at_a_query_service_stops_and_keeps_every_dump() {
+    let query = start_query_service();
+    let watch = tempfile::tempdir().unwrap();
+    let dumps = copy_series(watch.path());
+    let child = agent_command(&query.url, &["--once", "--watch", path_str(watch.path())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_output(child, 60);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the agent went on: {stderr}");
+    assert!(
+        stderr.contains("does not take uploads"),
+        "the agent did not say it is the wrong server: {stderr}"
+    );
+    // Not refused, not retried: every dump stays where it was, for the right server.
+    for dump in &dumps {
+        assert!(dump.exists(), "{} was moved or deleted", dump.display());
+    }
+    assert!(!watch.path().join("rejected").exists(), "{stderr}");
+}

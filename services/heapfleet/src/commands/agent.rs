@@ -715,21 +715,11 @@ fn apply_sidecar(
 /// Sorts an upload error: a refusal of the file, an unavailable server, or something else.
 fn classify(error: &anyhow::Error) -> Attempt {
     let reason = format!("{error:#}");
-    let root = error.root_cause().to_string();
-    let code_is = |code: tonic::Code| root.starts_with(&format!("{}:", client::code_name(code)));
-    if code_is(tonic::Code::InvalidArgument) || code_is(tonic::Code::ResourceExhausted) {
-        Attempt::Refused(reason)
-    } else if code_is(tonic::Code::Unimplemented) {
-        Attempt::WrongServer(reason)
-    } else if code_is(tonic::Code::Unavailable)
-        || code_is(tonic::Code::Unknown)
-        || code_is(tonic::Code::Cancelled)
-        || code_is(tonic::Code::DeadlineExceeded)
-    {
-        // Unknown and Cancelled are what a connection cut mid-stream looks like.
-        Attempt::Unavailable(reason)
-    } else {
-        Attempt::Failed(reason)
+    match error.downcast_ref::<client::CallError>() {
+        Some(call) if call.is_refusal() => Attempt::Refused(reason),
+        Some(call) if call.is_wrong_server() => Attempt::WrongServer(reason),
+        Some(call) if call.is_retryable() => Attempt::Unavailable(reason),
+        _ => Attempt::Failed(reason),
     }
 }
 
@@ -833,13 +823,20 @@ mod tests {
 
     #[test]
     fn test_classify_sorts_refusals_and_outages() {
-        let refused = anyhow::anyhow!("InvalidArgument: size_bytes is 0").context("upload refused");
+        // As the client returns them: the server's status, typed, under the upload's context.
+        let answered = |status: tonic::Status| {
+            anyhow::Error::new(client::CallError::from(status)).context("upload of x refused")
+        };
+        let refused = answered(tonic::Status::invalid_argument("size_bytes is 0"));
         assert!(matches!(classify(&refused), Attempt::Refused(_)));
-        let down = anyhow::anyhow!("Unavailable: connection refused");
+        let down = answered(tonic::Status::unavailable("connection refused"));
         assert!(matches!(classify(&down), Attempt::Unavailable(_)));
-        let wrong = anyhow::anyhow!("Unimplemented: unknown service");
+        let wrong = answered(tonic::Status::unimplemented("unknown service"));
         assert!(matches!(classify(&wrong), Attempt::WrongServer(_)));
-        let other = anyhow::anyhow!("Internal: oops");
+        let other = answered(tonic::Status::internal("oops"));
         assert!(matches!(classify(&other), Attempt::Failed(_)));
+        // An error that is no server's answer (the file, say) is a failure, never a retry.
+        let local = anyhow::anyhow!("Unavailable: looks like a status but is not one");
+        assert!(matches!(classify(&local), Attempt::Failed(_)));
     }
 }
