@@ -191,7 +191,11 @@ impl Gateway {
                     status::from_object_store("cannot complete the upload", &error)
                 })?;
                 self.objects.sync(key).await.map_err(|error| {
-                    Status::unavailable(format!("cannot sync the stored dump to disk: {error}"))
+                    status::backend_failure(
+                        tonic::Code::Unavailable,
+                        "cannot sync the stored dump to disk",
+                        &error,
+                    )
                 })?;
                 Ok(())
             }

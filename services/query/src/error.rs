@@ -49,12 +49,21 @@ impl From<StorageError> for QueryError {
 
 impl From<QueryError> for tonic::Status {
     fn from(error: QueryError) -> tonic::Status {
-        match error {
-            QueryError::NotFound(message) => tonic::Status::not_found(message),
-            QueryError::Invalid(message) => tonic::Status::invalid_argument(message),
-            QueryError::NotReady(message) => tonic::Status::failed_precondition(message),
-            QueryError::Unavailable(message) => tonic::Status::unavailable(message),
-            QueryError::Internal(message) => tonic::Status::internal(message),
+        match &error {
+            QueryError::NotFound(message) => tonic::Status::not_found(message.clone()),
+            QueryError::Invalid(message) => tonic::Status::invalid_argument(message.clone()),
+            QueryError::NotReady(message) => tonic::Status::failed_precondition(message.clone()),
+            // A backend's failure names hosts, queries and keys: its detail goes to the log.
+            QueryError::Unavailable(_) => heapfleet_service::status::backend_failure(
+                tonic::Code::Unavailable,
+                "a backend is unavailable",
+                &error,
+            ),
+            QueryError::Internal(_) => heapfleet_service::status::backend_failure(
+                tonic::Code::Internal,
+                "internal error",
+                &error,
+            ),
         }
     }
 }
