@@ -1,5 +1,7 @@
 //! The gateway's grpc.health.v1 and reflection, through the real tonic clients: SERVING once
-//! its catalog and object store answer, never SERVING while its object store is unreachable,
+//! its catalog and object store answer, never SERVING while its object store refuses
+//! connections or accepts them and never answers (through the probe's timeout and into the next
+//! probe),
 //! and reflection lists the ingest and health services.
 
 // Test code: a failed unwrap is a failed test, with its location.
@@ -123,40 +125,70 @@ async fn test_health_serving_once_backends_answer() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_health_never_serving_while_objects_unreachable() {
-    let s3 = S3Options {
-        endpoint: Some("http://127.0.0.1:1".to_owned()),
+/// S3 options for an endpoint on this machine.
+fn s3_at(endpoint: String) -> S3Options {
+    S3Options {
+        endpoint: Some(endpoint),
         region: Some("us-east-1".to_owned()),
         access_key_id: Some("heapfleet-test".to_owned()),
         secret_access_key: Some("heapfleet-test-secret".to_owned()),
         session_token: None,
         allow_http: true,
         retry_timeout: None,
-    };
-    let served = serve_gateway(Some("s3://bucket"), &s3).await;
-    let mut client = health_client(&served.url()).await;
-    let deadline = Instant::now() + Duration::from_secs(2);
+    }
+}
+
+/// An address that accepts connections and never answers on them: a hung backend, which
+/// only the probe's timeout can call down.
+async fn silent_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_health_never_serving_while_objects_unreachable() {
+    // One object store refuses connections, the other accepts them and never answers.
+    let refusing =
+        serve_gateway(Some("s3://bucket"), &s3_at("http://127.0.0.1:1".to_owned())).await;
+    let hung = serve_gateway(Some("s3://bucket"), &s3_at(silent_endpoint().await)).await;
+    let mut clients = [
+        ("refusing", health_client(&refusing.url()).await),
+        ("hung", health_client(&hung.url()).await),
+    ];
+    // Long enough for the first probe to time out and the next one to start.
+    let watch = heapfleet_service::health::PROBE_TIMEOUT
+        + heapfleet_service::health::PROBE_INTERVAL
+        + Duration::from_secs(1);
+    let deadline = Instant::now() + watch;
     let mut seen = Vec::new();
     while Instant::now() < deadline {
-        let overall = check(&mut client, "").await;
-        let ingest = check(&mut client, INGEST_SERVICE_NAME).await;
-        seen.push((overall, ingest));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (name, client) in &mut clients {
+            let overall = check(client, "").await;
+            let ingest = check(client, INGEST_SERVICE_NAME).await;
+            seen.push((*name, overall, ingest));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(seen.len() > 5, "too few checks: {seen:?}");
+    assert!(seen.len() > 20, "too few checks: {seen:?}");
     let serving: Vec<_> = seen
         .iter()
-        .filter(|(overall, ingest)| overall == "SERVING" || ingest == "SERVING")
+        .filter(|(_, overall, ingest)| overall == "SERVING" || ingest == "SERVING")
         .collect();
     assert!(
         serving.is_empty(),
-        "SERVING while the object store refuses connections; {} of {} checks (overall, ingest), \
-         first: {:?}, last: {:?}",
+        "SERVING while the object store refuses connections or never answers; {} of {} checks \
+         (store, overall, ingest), first: {:?}, last: {:?}",
         serving.len(),
         seen.len(),
-        seen.first(),
-        seen.last()
+        serving.first(),
+        serving.last()
     );
 }
 

@@ -112,6 +112,34 @@ async fn test_postgres_down_during_upload_is_unavailable_and_a_retry_lands_once(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_postgres_hung_turns_health_not_serving_through_the_probe_timeout() {
+    let started = Instant::now();
+    let Some(shared) = Servers::from_env() else {
+        return;
+    };
+    let Some(postgres) = OwnPostgres::start() else {
+        return;
+    };
+    let servers = shared.with_postgres(&postgres.url);
+    let tenant = unique("pghung");
+    let gateway = start_gateway(&servers, &tenant, Limits::default()).await;
+    let no_logs = || String::new();
+    wait_health(&gateway.url, ServingStatus::Serving, PATIENCE, &no_logs).await;
+
+    // Every process of the cluster stopped: connections stay open and nothing answers, so
+    // only the probe's own timeout can tell that the catalog is gone.
+    postgres.signal("STOP").unwrap();
+    // A probe every 5 s that gives up after 3 s: NOT_SERVING within 8 s, allowed 30 here (a
+    // bound of its own, not the constants, so that a lost timeout fails this test).
+    let within = Duration::from_secs(30);
+    wait_health(&gateway.url, ServingStatus::NotServing, within, &no_logs).await;
+
+    postgres.signal("CONT").unwrap();
+    wait_health(&gateway.url, ServingStatus::Serving, PATIENCE, &no_logs).await;
+    note_time("postgres hung", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn test_postgres_down_during_ingest_the_job_still_ends_ready_once() {
     let started = Instant::now();
     let Some(shared) = Servers::from_env() else {
@@ -673,6 +701,34 @@ impl OwnPostgres {
             .unwrap();
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server and every backend process it forked.
+    fn signal(&self, signal: &str) -> Result<(), String> {
+        let pid_file = format!("{}/postgres/data/postmaster.pid", self.dir);
+        let text =
+            std::fs::read_to_string(&pid_file).map_err(|error| format!("{pid_file}: {error}"))?;
+        let postmaster = text.lines().next().unwrap_or_default().trim().to_owned();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .map_err(|error| format!("pgrep: {error}"))?;
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .map_err(|error| format!("kill: {error}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{signal} {pids:?} failed"))
+        }
+    }
+
     /// Starts it again on the same data and port.
     async fn resume(&self) {
         run_script_async("test-services.sh", vec!["resume".into(), self.dir.clone()])
@@ -683,6 +739,9 @@ impl OwnPostgres {
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
+        // A test that failed while the cluster was stopped (SIGSTOP) would leave it unable to
+        // stop.
+        let _ = self.signal("CONT");
         if let Err(error) = run_script("test-services.sh", &["stop", &self.dir], &[]) {
             #[allow(clippy::print_stderr)]
             {
