@@ -112,3 +112,36 @@ pub enum ParseError {
         limit: u64,
     },
 }
+
+impl ParseError {
+    /// Whether parsing the same input again may succeed: only when reading it failed. A corrupt
+    /// gzip stream, a strict-mode bad line and the size limit fail the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ParseError::Io { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_only_a_failed_read_is_worth_retrying() {
+        let io = || std::io::Error::other("connection reset");
+        assert!(
+            ParseError::Io {
+                bytes_read: 10,
+                source: io(),
+            }
+            .is_retryable()
+        );
+        assert!(
+            !ParseError::CorruptGzip {
+                bytes_read: 10,
+                source: io(),
+            }
+            .is_retryable()
+        );
+        assert!(!ParseError::TooLarge { limit: 1 }.is_retryable());
+    }
+}

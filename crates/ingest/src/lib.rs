@@ -86,6 +86,23 @@ pub enum IngestError {
     TaskFailed(#[source] tokio::task::JoinError),
 }
 
+impl IngestError {
+    /// Whether ingesting the same dump again may succeed: a read error (the disk or the
+    /// network), a store or catalog outage, a task that died. A dump with no heap objects, or
+    /// one whose parse fails the same way every time ([`ParseError::is_retryable`]), is not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::NoObjects { .. } => false,
+            IngestError::Parse(error) => error.is_retryable(),
+            IngestError::Store(error) => error.is_retryable(),
+            IngestError::Catalog(error) => error.is_retryable(),
+            IngestError::Read { .. } | IngestError::Keep { .. } | IngestError::TaskFailed(_) => {
+                true
+            }
+        }
+    }
+}
+
 /// What parsing a dump into the store produced.
 #[derive(Debug)]
 pub struct StoredDump {

@@ -60,7 +60,7 @@ impl OwnershipError {
         match self {
             OwnershipError::TooLarge(_) => true,
             OwnershipError::Open { gone, .. } => *gone,
-            OwnershipError::Parse(error) => !matches!(error, ParseError::Io { .. }),
+            OwnershipError::Parse(error) => !error.is_retryable(),
             OwnershipError::Store(error) => !error.is_retryable(),
             OwnershipError::TaskFailed(_) => false,
         }

@@ -597,7 +597,7 @@ impl ObjectIngestError {
     pub fn is_permanent(&self) -> bool {
         match self {
             ObjectIngestError::Open { not_found, .. } => *not_found,
-            ObjectIngestError::Ingest(error) => is_permanent(error),
+            ObjectIngestError::Ingest(error) => !error.is_retryable(),
         }
     }
 }
@@ -749,24 +749,6 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Whether retrying the same dump cannot help: it holds no heap objects, it is larger than the
-/// limit, or its gzip stream is corrupt. Read errors (the store or the network) and store or
-/// catalog outages are retried.
-fn is_permanent(error: &IngestError) -> bool {
-    match error {
-        IngestError::NoObjects { .. } => true,
-        IngestError::Parse(parse_error) => matches!(
-            parse_error,
-            heapfleet_dump::ParseError::TooLarge { .. }
-                | heapfleet_dump::ParseError::Strict(_)
-                | heapfleet_dump::ParseError::CorruptGzip { .. }
-        ),
-        IngestError::Store(store_error) => !store_error.is_retryable(),
-        IngestError::Catalog(catalog_error) => !catalog_error.is_retryable(),
-        IngestError::Read { .. } | IngestError::Keep { .. } | IngestError::TaskFailed(_) => false,
     }
 }
 
