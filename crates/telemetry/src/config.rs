@@ -30,6 +30,33 @@ impl Export {
     }
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Lines for people; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, span), for log pipelines.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = TelemetryError;
+
+    fn from_str(text: &str) -> Result<LogFormat, TelemetryError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(TelemetryError::Config(format!(
+                "{LOG_FORMAT_VARIABLE}={other:?} is not a log format: use text or json"
+            ))),
+        }
+    }
+}
+
+/// The variable that picks the log format (`text` or `json`).
+pub const LOG_FORMAT_VARIABLE: &str = "HEAPFLEET_LOG_FORMAT";
+
 /// How a process reports what it does: logs, traces and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
@@ -37,6 +64,8 @@ pub struct TelemetryConfig {
     pub service_name: String,
     /// The log filter (`RUST_LOG`, else the default the binary asks for), in `EnvFilter` syntax.
     pub log_filter: String,
+    /// How log lines look (`HEAPFLEET_LOG_FORMAT`, else text).
+    pub log_format: LogFormat,
     /// Whether spans get OpenTelemetry contexts at all (`OTEL_SDK_DISABLED=true` turns it off).
     /// With it on, logs carry trace ids and trace context propagates even when nothing is
     /// exported, so a request can still be followed through the logs of several services.
@@ -55,9 +84,15 @@ impl TelemetryConfig {
         // neither stop a server nor make the CLI chatty.
         let rust_log = non_empty(lookup("RUST_LOG"))
             .filter(|filter| tracing_subscriber::EnvFilter::try_new(filter).is_ok());
+        // Likewise a log format this build does not know: the quick commands keep text (the
+        // servers refuse it, see `from_lookup`).
+        let log_format = non_empty(lookup(LOG_FORMAT_VARIABLE))
+            .and_then(|format| format.parse().ok())
+            .unwrap_or_default();
         TelemetryConfig {
             service_name: String::new(),
             log_filter: rust_log.unwrap_or_else(|| log_filter.to_owned()),
+            log_format,
             sdk_enabled: false,
             traces: Export::Off,
             metrics: Export::Off,
@@ -83,7 +118,7 @@ impl TelemetryConfig {
     /// - `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER`: `otlp` (the default) or `none`.
     /// - `OTEL_EXPORTER_OTLP_PROTOCOL` (and the per-signal forms): only `grpc`.
     /// - `OTEL_SERVICE_NAME`, else `default_service_name`; `RUST_LOG`, else
-    ///   `default_log_filter`.
+    ///   `default_log_filter`; `HEAPFLEET_LOG_FORMAT` (`text` or `json`), else text.
     ///
     /// An empty variable counts as unset, as the OpenTelemetry specification asks. The SDK
     /// reads the rest of the standard variables itself (`OTEL_RESOURCE_ATTRIBUTES`,
@@ -96,6 +131,9 @@ impl TelemetryConfig {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<TelemetryConfig, TelemetryError> {
         let mut config = TelemetryConfig::logs_only(default_log_filter, &lookup);
+        if let Some(format) = non_empty(lookup(LOG_FORMAT_VARIABLE)) {
+            config.log_format = format.parse()?;
+        }
         config.service_name = non_empty(lookup("OTEL_SERVICE_NAME"))
             .unwrap_or_else(|| default_service_name.to_owned());
         let disabled = non_empty(lookup("OTEL_SDK_DISABLED"));
@@ -241,6 +279,26 @@ mod tests {
         assert_eq!(config.service_name, "heapfleet-gateway");
         assert_eq!(config.log_filter, "info");
         assert_eq!(config.traces, Export::Off);
+    }
+
+    #[test]
+    fn test_log_format_is_text_unless_json_is_asked_for() {
+        assert_eq!(resolve(&[]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            resolve(&[("HEAPFLEET_LOG_FORMAT", "JSON")])
+                .unwrap()
+                .log_format,
+            LogFormat::Json
+        );
+        // A server refuses a format it does not know; a quick command keeps text.
+        assert!(matches!(
+            resolve(&[("HEAPFLEET_LOG_FORMAT", "logfmt")]),
+            Err(TelemetryError::Config(_))
+        ));
+        let quick = TelemetryConfig::logs_only("warn", |name| {
+            (name == "HEAPFLEET_LOG_FORMAT").then(|| "logfmt".to_owned())
+        });
+        assert_eq!(quick.log_format, LogFormat::Text);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! OpenTelemetry), the global tracer and meter providers, and the W3C propagator; and the
 //! guard that flushes them at exit.
 
+use std::io::IsTerminal;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
@@ -14,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{Export, TelemetryConfig};
+use crate::config::{Export, LogFormat, TelemetryConfig};
 use crate::error::TelemetryError;
 use crate::metrics::set_metrics_enabled;
 
@@ -70,9 +72,7 @@ impl Drop for TelemetryGuard {
 /// Call it inside the tokio runtime when anything is exported. Fails if a subscriber is
 /// already installed.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
-    let fmt_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(log_filter(&config.log_filter));
+    let fmt_layer = log_layer(config.log_format, &config.log_filter);
     if !config.sdk_enabled {
         tracing_subscriber::registry()
             .with(fmt_layer)
@@ -171,6 +171,26 @@ where
     tracing_opentelemetry::layer()
         .with_tracer(tracer_provider.tracer(TRACER_NAME))
         .with_filter(spans)
+}
+
+/// The layer that writes log lines to stderr in `format`, through `filter`. Text is coloured
+/// only on a terminal: escape codes in a file or a log collector are noise.
+fn log_layer(
+    format: LogFormat,
+    filter: &str,
+) -> Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> {
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => layer
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(log_filter(filter))
+            .boxed(),
+        LogFormat::Json => layer
+            .json()
+            .with_current_span(true)
+            .with_filter(log_filter(filter))
+            .boxed(),
+    }
 }
 
 /// The log filter, or `info` when it does not parse (a typo in `RUST_LOG` should not stop a

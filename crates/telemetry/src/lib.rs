@@ -24,7 +24,7 @@ pub mod propagation;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Export, TelemetryConfig};
+pub use config::{Export, LOG_FORMAT_VARIABLE, LogFormat, TelemetryConfig};
 pub use error::TelemetryError;
 pub use init::{TRACER_NAME, TelemetryGuard, init};
 /// The OpenTelemetry API, for code that needs its types (a `SpanContext` for a link, say).

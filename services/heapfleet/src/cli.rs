@@ -61,8 +61,37 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
 
+    /// How log lines look on stderr: text (coloured only on a terminal) or json (one object
+    /// per line, for log pipelines).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "HEAPFLEET_LOG_FORMAT",
+        default_value_t = LogFormatArg::Text
+    )]
+    pub(crate) log_format: LogFormatArg,
+
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormatArg {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for heapfleet_telemetry::LogFormat {
+    fn from(format: LogFormatArg) -> heapfleet_telemetry::LogFormat {
+        match format {
+            LogFormatArg::Text => heapfleet_telemetry::LogFormat::Text,
+            LogFormatArg::Json => heapfleet_telemetry::LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

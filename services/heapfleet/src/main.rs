@@ -41,7 +41,8 @@ fn main() -> ExitCode {
             std::env::var(name).ok()
         })),
     }
-    .and_then(|config| {
+    .and_then(|mut config| {
+        config.log_format = cli.log_format.into();
         // The OTLP exporter's gRPC channel lives on this runtime.
         let _runtime_context = runtime.enter();
         heapfleet_telemetry::init(&config)

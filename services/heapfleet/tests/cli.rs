@@ -607,3 +607,51 @@ fn test_server_errors_are_clear() {
     assert!(text.contains(url), "{text}");
     assert!(!text.contains("panicked"), "{text}");
 }
+
+#[test]
+fn test_logs_are_plain_text_off_a_terminal_and_json_on_request() {
+    let data = tempfile::tempdir().unwrap();
+    let text = heapfleet(
+        data.path(),
+        &["-v", "import", &series(), "--host", "logs-1"],
+    );
+    assert!(text.status.success());
+    let text_log = String::from_utf8_lossy(&text.stderr);
+    assert!(!text_log.trim().is_empty(), "-v logged nothing");
+    assert!(
+        !text_log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {text_log:?}"
+    );
+
+    let json = heapfleet(
+        data.path(),
+        &[
+            "-v",
+            "--log-format",
+            "json",
+            "import",
+            &series(),
+            "--host",
+            "logs-2",
+        ],
+    );
+    assert!(json.status.success());
+    let json_log = String::from_utf8_lossy(&json.stderr);
+    let lines: Vec<&str> = json_log.lines().filter(|line| !line.is_empty()).collect();
+    assert!(!lines.is_empty(), "-v logged nothing");
+    for line in lines {
+        let record: Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
+        assert!(record["level"].is_string(), "{line}");
+        assert!(record["fields"].is_object(), "{line}");
+    }
+
+    // A format it does not know is a usage error naming the choices.
+    let wrong = heapfleet(data.path(), &["--log-format", "logfmt", "dumps"]);
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        message.contains("text") && message.contains("json"),
+        "{message}"
+    );
+}
