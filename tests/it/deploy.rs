@@ -396,6 +396,74 @@ fn test_compose_has_every_service_and_two_ingesters() {
     );
 }
 
+/// Docker Hub namespaces whose images are gone: MinIO deleted `minio/*` in September 2026,
+/// Bitnami moved its free images to `bitnamilegacy/*` in 2025.
+const GONE_FROM_DOCKER_HUB: [&str; 2] = ["minio/", "bitnami/"];
+
+/// Why `image` would not pull the same thing tomorrow, if it would not.
+fn image_problem(image: &str) -> Option<String> {
+    let (name, tag) = match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (image, None),
+    };
+    match tag {
+        None => return Some("has no tag".to_owned()),
+        Some("latest") => return Some("uses the moving tag `latest`".to_owned()),
+        Some(_) => {}
+    }
+    // No registry host (a first part with a dot or a port, or `localhost`): Docker Hub.
+    let on_docker_hub = match name.split_once('/') {
+        None => true,
+        Some((first, _)) => !(first.contains('.') || first.contains(':') || first == "localhost"),
+    };
+    let hub_name = name.strip_prefix("docker.io/").unwrap_or(name);
+    (on_docker_hub || name.starts_with("docker.io/"))
+        .then(|| {
+            GONE_FROM_DOCKER_HUB
+                .iter()
+                .find(|gone| hub_name.starts_with(*gone))
+                .map(|gone| format!("comes from Docker Hub's {gone}, which is gone"))
+        })
+        .flatten()
+}
+
+#[test]
+fn test_image_problems_are_recognised() {
+    assert_eq!(image_problem("postgres:16"), None);
+    assert_eq!(
+        image_problem("quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"),
+        None
+    );
+    assert_eq!(image_problem("localhost:5000/heapfleet:1"), None);
+    assert!(image_problem("postgres").is_some());
+    assert!(image_problem("localhost:5000/heapfleet").is_some());
+    assert!(image_problem("scylladb/scylla:latest").is_some());
+    assert!(image_problem("minio/minio:RELEASE.2025-09-07T16-13-09Z").is_some());
+    assert!(image_problem("docker.io/bitnami/redis:7.2").is_some());
+}
+
+#[test]
+fn test_compose_images_are_pinned_and_still_served() {
+    let compose = compose();
+    let mut problems = Vec::new();
+    for (name, service) in compose_services(&compose) {
+        let Some(image) = service["image"].as_str() else {
+            continue;
+        };
+        // The stack's own image is built here (`build:`), not pulled.
+        if !service["build"].is_null() {
+            continue;
+        }
+        if let Some(problem) = image_problem(image) {
+            problems.push(format!("{}: {image} {problem}", key_str(name)));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "images that will not pull: {problems:?}"
+    );
+}
+
 #[test]
 fn test_compose_long_running_services_have_health_checks() {
     let compose = compose();
