@@ -774,6 +774,42 @@ impl Manifest {
     }
 }
 
+/// What `kubectl apply -k deploy/k8s/` applies; not a manifest itself.
+const KUSTOMIZATION: &str = "kustomization.yaml";
+
+#[test]
+fn test_k8s_kustomization_applies_the_namespace_first_and_never_the_example_secret() {
+    let directory = workspace_root().join("deploy/k8s");
+    let kustomization: Value =
+        serde_norway::from_str(&std::fs::read_to_string(directory.join(KUSTOMIZATION)).unwrap())
+            .unwrap();
+    assert_eq!(kustomization["kind"], "Kustomization");
+    assert_eq!(kustomization["namespace"], "heapfleet");
+    let resources: Vec<&str> = kustomization["resources"]
+        .as_sequence()
+        .expect("kustomization.yaml lists its resources")
+        .iter()
+        .map(|resource| resource.as_str().unwrap())
+        .collect();
+    assert_eq!(resources.first(), Some(&"namespace.yaml"), "{resources:?}");
+    let mut files: Vec<String> = std::fs::read_dir(&directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml") && name != KUSTOMIZATION)
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = resources.iter().map(|name| (*name).to_owned()).collect();
+    listed.sort();
+    let expected: Vec<String> = files
+        .into_iter()
+        .filter(|name| name != "secret.example.yaml")
+        .collect();
+    assert_eq!(
+        listed, expected,
+        "kustomization.yaml must list every manifest but the example Secret"
+    );
+}
+
 fn k8s_manifests() -> Vec<Manifest> {
     let directory = workspace_root().join("deploy/k8s");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)
@@ -782,6 +818,7 @@ fn k8s_manifests() -> Vec<Manifest> {
         .filter(|path| {
             path.extension()
                 .is_some_and(|extension| extension == "yaml")
+                && !path.ends_with(KUSTOMIZATION)
         })
         .collect();
     files.sort();
