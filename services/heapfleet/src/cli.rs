@@ -398,7 +398,8 @@ pub(crate) struct UploadArgs {
     #[arg(long, value_parser = parse_time)]
     pub(crate) taken_at: Option<i64>,
 
-    /// Wait until every uploaded dump is ingested (ready or failed).
+    /// Wait until every uploaded dump is ingested (ready or failed) and its ownership pass
+    /// (retained sizes and owners) has ended.
     #[arg(long)]
     pub(crate) wait: bool,
 

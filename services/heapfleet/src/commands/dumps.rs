@@ -5,7 +5,7 @@ use heapfleet_query::Queries;
 use heapfleet_query::model::DumpQuery;
 
 use crate::cli::DumpsArgs;
-use crate::output::{Format, TableBuilder, bytes, count, print_json, time};
+use crate::output::{Format, TableBuilder, bytes, count, print_json, print_line, time};
 
 pub(crate) async fn run(
     queries: &dyn Queries,
@@ -43,10 +43,8 @@ pub(crate) fn print_table(dumps: &[DumpRecord]) -> anyhow::Result<()> {
         &[false, false, true, false, true, true, true, true, false],
     );
     for dump in dumps {
-        let status = match dump.status.failure_reason() {
-            Some(reason) => format!("failed: {reason}"),
-            None => dump.status.kind().as_str().to_owned(),
-        };
+        // Reasons are printed whole below the table: a cell may be cut to fit.
+        let status = dump.status.kind().as_str().to_owned();
         table.row(vec![
             dump.id.to_string(),
             dump.process.host.clone(),
@@ -59,5 +57,11 @@ pub(crate) fn print_table(dumps: &[DumpRecord]) -> anyhow::Result<()> {
             status,
         ]);
     }
-    table.print("no dumps yet: import some with `heapfleet import PATH`")
+    table.print("no dumps yet: import some with `heapfleet import PATH`")?;
+    for dump in dumps {
+        if let Some(reason) = dump.status.failure_reason() {
+            print_line(&format!("{} failed: {reason}", dump.id))?;
+        }
+    }
+    Ok(())
 }

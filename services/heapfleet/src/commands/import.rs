@@ -328,8 +328,9 @@ fn print_results(results: &[FileResult], summary: &ImportSummary) -> anyhow::Res
         &[false, false, false, false, true, true],
     );
     for result in results {
+        // The reason is printed whole below the table: a cell may be cut to fit.
         let outcome = match &result.error {
-            Some(error) => format!("failed: {error}"),
+            Some(_) => "failed (see below)".to_owned(),
             None => result.outcome.replace('_', " "),
         };
         table.row(vec![
@@ -342,6 +343,11 @@ fn print_results(results: &[FileResult], summary: &ImportSummary) -> anyhow::Res
         ]);
     }
     table.print("no files")?;
+    for result in results {
+        if let Some(error) = &result.error {
+            print_line(&format!("failed: {}: {error}", result.path))?;
+        }
+    }
     print_line(&format!(
         "{} imported, {} already imported, {} failed: {} objects, {} bad lines, {} in {:.2} s ({:.0} MB/s)",
         summary.dumps_imported,

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{LeakRankArg, LeaksArgs};
 use crate::commands::scope::scope_query;
-use crate::output::{Format, TableBuilder, bytes, count, print_json, print_line, time};
+use crate::output::{Format, SiteNames, TableBuilder, bytes, count, print_json, print_line, time};
 
 pub(crate) async fn run(
     queries: &dyn Queries,
@@ -27,19 +27,22 @@ pub(crate) async fn run(
             "dumps_analysed": report.dumps_analysed,
         })),
         Format::Table => {
+            let names = site_names(&report.suspects);
+            if !names.root().is_empty() && !report.suspects.is_empty() {
+                print_line(&format!("app files under {}", names.root()))?;
+            }
             if args.wide {
-                print_wide(&report.suspects)?;
+                print_wide(&report.suspects, &names)?;
             } else {
-                print_narrow(&report.suspects)?;
+                print_narrow(&report.suspects, &names)?;
             }
             print_line(&format!(
-                "{} processes and {} dumps analysed; ranked by {}; `--format json` has each \
-                 suspect's evidence and owners",
+                "{} processes, {} dumps; ranked by {}; --wide and --format json say more",
                 count(report.processes_analysed as u64),
                 count(report.dumps_analysed as u64),
                 match rank {
                     LeakRank::Memory => "memory added per dump",
-                    LeakRank::Objects => "object growth (--rank objects)",
+                    LeakRank::Objects => "object growth",
                 }
             ))
         }
@@ -62,17 +65,37 @@ fn what(suspect: &LeakSuspect) -> String {
     }
 }
 
+/// Short names for every file the table shows: the suspects' sites and their owners'.
+fn site_names(suspects: &[LeakSuspect]) -> SiteNames {
+    SiteNames::new(suspects.iter().flat_map(|suspect| {
+        let owners = suspect
+            .held_by
+            .iter()
+            .filter_map(|held| held.owner.as_ref()?.file.as_deref());
+        suspect.site.file.as_deref().into_iter().chain(owners)
+    }))
+}
+
+/// `file:line` with the file's short name.
+fn short_location(names: &SiteNames, file: &str, line: Option<u32>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", names.file(file)),
+        None => names.file(file),
+    }
+}
+
 /// Where a suspect is: its site, or for a growing owner known only by its path, that path.
-fn location(suspect: &LeakSuspect) -> String {
-    match &suspect.owner {
-        Some(owner) if suspect.site.file.is_none() => owner.path.join(" › "),
-        _ => suspect.site.location(),
+fn location(suspect: &LeakSuspect, names: &SiteNames) -> String {
+    match (&suspect.owner, &suspect.site.file) {
+        (Some(owner), None) => owner.path.join(" › "),
+        (_, Some(file)) => short_location(names, file, suspect.site.line),
+        (None, None) => suspect.site.location(),
     }
 }
 
 /// For a growing owner what it gains per dump; else the main owner: the first growing one,
 /// else the first.
-fn main_owner(suspect: &LeakSuspect) -> String {
+fn main_owner(suspect: &LeakSuspect, names: &SiteNames) -> String {
     if let Some(owner) = &suspect.owner {
         let held: Vec<String> = owner
             .holds
@@ -106,7 +129,9 @@ fn main_owner(suspect: &LeakSuspect) -> String {
                 .clone()
                 .unwrap_or_else(|| site.object_type.to_string());
             match (&site.file, site.line) {
-                (Some(file), Some(line)) => format!("{name} {file}:{line}"),
+                (Some(file), Some(line)) => {
+                    format!("{name} {}", short_location(names, file, Some(line)))
+                }
                 _ => format!("{name} via {}", held.path.join(" › ")),
             }
         }
@@ -118,39 +143,49 @@ fn main_owner(suspect: &LeakSuspect) -> String {
     }
 }
 
+/// The hosts a suspect grows on: their names, or the first and how many more when there are
+/// over two (`--wide` and JSON list them all).
+fn hosts(hosts: &[String]) -> String {
+    match hosts {
+        [first, _, _, ..] => format!("{first} +{}", hosts.len() - 1),
+        _ => hosts.join(", "),
+    }
+}
+
 /// The bytes a suspect adds per dump, retained where known.
 fn bytes_per_dump(suspect: &LeakSuspect) -> String {
     bytes(heapfleet_analysis::bytes_growth(suspect) as u64)
 }
 
-fn print_narrow(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
+fn print_narrow(suspects: &[LeakSuspect], names: &SiteNames) -> anyhow::Result<()> {
     let mut table = TableBuilder::new(
         &[
             "leak",
             "site",
             "what",
-            "growing in",
+            "growing",
             "hosts",
             "bytes/dump",
             "held by",
         ],
-        &[true, false, false, false, false, true, false],
-    );
+        &[true, false, false, true, false, true, false],
+    )
+    .keep_whole(1);
     for suspect in suspects {
         table.row(vec![
             suspect.leak.to_string(),
-            location(suspect),
+            location(suspect, names),
             what(suspect),
             format!("{}/{}", suspect.processes_growing, suspect.processes_total),
-            suspect.hosts_growing.join(", "),
+            hosts(&suspect.hosts_growing),
             bytes_per_dump(suspect),
-            main_owner(suspect),
+            main_owner(suspect, names),
         ]);
     }
     table.print(EMPTY_NOTE)
 }
 
-fn print_wide(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
+fn print_wide(suspects: &[LeakSuspect], names: &SiteNames) -> anyhow::Result<()> {
     let mut table = TableBuilder::new(
         &[
             "leak",
@@ -172,12 +207,13 @@ fn print_wide(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
             true, true, false, false, false, false, false, true, true, true, true, true, false,
             false,
         ],
-    );
+    )
+    .keep_whole(2);
     for suspect in suspects {
         table.row(vec![
             suspect.leak.to_string(),
             format!("{:.2}", suspect.score),
-            location(suspect),
+            location(suspect, names),
             suspect.site.object_type.to_string(),
             suspect.site.class_name.clone().unwrap_or_default(),
             format!(
@@ -202,7 +238,7 @@ fn print_wide(suspects: &[LeakSuspect]) -> anyhow::Result<()> {
                 .since
                 .as_ref()
                 .map_or_else(String::new, |since| time(since.taken_at_unix)),
-            main_owner(suspect),
+            main_owner(suspect, names),
         ]);
     }
     table.print(EMPTY_NOTE)

@@ -186,7 +186,9 @@ fn metadata_for(
     })
 }
 
-/// Polls a dump until it is ready or failed, or the deadline passes.
+/// Polls a dump until it is ready (and its ownership pass, when it has one, has ended) or
+/// failed, or the deadline passes: then every answer about it, retained sizes and owners
+/// included, is there, and it can be deleted.
 async fn wait_for(
     ingest: &mut client::IngestClient,
     id: &str,
@@ -201,8 +203,9 @@ async fn wait_for(
             .map_err(|status| anyhow::anyhow!("{}", status.message()))
             .with_context(|| format!("cannot read the state of dump {id}"))?
             .into_inner();
-        let done =
-            dump.state == pb::DumpState::Ready as i32 || dump.state == pb::DumpState::Failed as i32;
+        let ownership_pending = matches!(dump.ownership_state.as_str(), "queued" | "running");
+        let done = (dump.state == pb::DumpState::Ready as i32 && !ownership_pending)
+            || dump.state == pb::DumpState::Failed as i32;
         if done {
             return Ok(dump);
         }
@@ -245,8 +248,9 @@ fn print_results(
         &[false, false, false, false, false, true, true],
     );
     for result in results {
+        // Reasons are printed whole below the table: a cell may be cut to fit.
         let outcome = match &result.error {
-            Some(error) => format!("failed: {error}"),
+            Some(_) => "failed (see below)".to_owned(),
             None => result.outcome.replace('_', " "),
         };
         table.row(vec![
@@ -254,7 +258,11 @@ fn print_results(
             result.host.clone(),
             result.dump_id.clone().unwrap_or_default(),
             outcome,
-            result.state.clone().unwrap_or_default(),
+            result
+                .state
+                .as_deref()
+                .map(|state| state.split(':').next().unwrap_or(state).to_owned())
+                .unwrap_or_default(),
             if waited {
                 count(result.objects)
             } else {
@@ -268,6 +276,16 @@ fn print_results(
         ]);
     }
     table.print("no files")?;
+    for result in results {
+        if let Some(reason) = result.error.as_deref().or_else(|| {
+            result
+                .state
+                .as_deref()
+                .and_then(|state| state.strip_prefix("failed: "))
+        }) {
+            print_line(&format!("failed: {}: {reason}", result.path))?;
+        }
+    }
     print_line(&format!(
         "{} uploaded, {} already uploaded, {} failed: {} in {:.2} s ({:.0} MB/s)",
         summary.uploaded,
