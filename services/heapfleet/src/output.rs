@@ -87,15 +87,17 @@ impl TableBuilder {
     fn render(self, width: u16) -> String {
         let columns = self.headers.len();
         let length = |text: &str| text.chars().count();
+        // A header wider than its column's values gives way down to 6 characters.
         let needed: Vec<usize> = (0..columns)
             .map(|column| {
-                self.rows
+                let values = self
+                    .rows
                     .iter()
                     .filter_map(|row| row.get(column))
                     .map(|cell| length(cell))
-                    .chain([length(&self.headers[column])])
                     .max()
-                    .unwrap_or(0)
+                    .unwrap_or(0);
+                values.max(length(&self.headers[column]).min(6))
             })
             .collect();
         let uncut = |column: usize| {

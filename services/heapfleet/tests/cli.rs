@@ -655,3 +655,108 @@ fn test_logs_are_plain_text_off_a_terminal_and_json_on_request() {
         "{message}"
     );
 }
+
+/// The times in `text` (`YYYY-MM-DDTHH:MM:SSZ`) that are not whole: a date not followed by its
+/// time.
+fn cut_times(text: &str) -> Vec<String> {
+    let bytes = text.as_bytes();
+    let shape = "dddd-dd-ddTdd:dd:ddZ".as_bytes();
+    let mut cut = Vec::new();
+    for start in 0..bytes.len() {
+        let date_matches = |length: usize| {
+            bytes.len() >= start + length
+                && (0..length).all(|offset| match shape[offset] {
+                    b'd' => bytes[start + offset].is_ascii_digit(),
+                    expected => bytes[start + offset] == expected,
+                })
+        };
+        if date_matches(11) && !date_matches(shape.len()) {
+            let end = (start + shape.len()).min(bytes.len());
+            cut.push(String::from_utf8_lossy(&bytes[start..end]).into_owned());
+        }
+    }
+    cut
+}
+
+/// Runs `heapfleet` with its table output in a terminal `columns` wide (`COLUMNS`).
+fn table_at(data_dir: &Path, columns: u16, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_heapfleet"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("COLUMNS", columns.to_string())
+        .output()
+        .expect("heapfleet runs");
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn test_tables_fit_80_100_and_120_columns_without_splitting_values() {
+    let data = tempfile::tempdir().unwrap();
+    let imported = json(data.path(), &["import", &series(), "--host", "worker-1"]);
+    let ids: Vec<String> = imported["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["dump_id"].as_str().unwrap().to_owned())
+        .collect();
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(fixtures("dumps/series/series-truth.json")).unwrap())
+            .unwrap();
+    let leak_line = format!(":{}", truth["leak"]["line"]);
+    let leak_site = format!(
+        "{}{leak_line}",
+        truth["leak"]["file"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+    );
+    let last = ids.last().unwrap().as_str();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["dumps"],
+        vec!["show", last],
+        vec!["show", last, "--by", "site"],
+        vec!["show", last, "--by", "gem"],
+        vec!["diff", &ids[0], &ids[1], &ids[2]],
+        vec!["leaks"],
+        vec!["retained", last, "--top", "5"],
+        vec!["dominators", last, "--depth", "3"],
+        vec!["timeline", &leak_site],
+    ];
+    for columns in [80u16, 100, 120] {
+        for command in &commands {
+            let text = table_at(data.path(), columns, command);
+            for line in text.lines() {
+                // Table lines only: the notes under a table are prose a terminal wraps.
+                if !line.starts_with(['│', '┌', '└', '╞']) {
+                    continue;
+                }
+                assert!(
+                    line.chars().count() <= usize::from(columns),
+                    "{command:?} at {columns} columns: a line of {} characters:\n{text}",
+                    line.chars().count()
+                );
+            }
+            assert!(
+                cut_times(&text).is_empty(),
+                "{command:?} at {columns}: times cut {:?}:\n{text}",
+                cut_times(&text)
+            );
+        }
+        // The leak's site keeps its line: in the diff and in the leak report.
+        for command in [&commands[4], &commands[5]] {
+            let text = table_at(data.path(), columns, command);
+            assert!(
+                text.lines().any(|line| line.contains(&leak_site)),
+                "{command:?} at {columns} columns lost {leak_site}:\n{text}"
+            );
+        }
+    }
+}
