@@ -707,16 +707,21 @@ impl OwnPostgres {
         let text =
             std::fs::read_to_string(&pid_file).map_err(|error| format!("{pid_file}: {error}"))?;
         let postmaster = text.lines().next().unwrap_or_default().trim().to_owned();
-        let children = Command::new("pgrep")
-            .args(["-P", &postmaster])
-            .output()
-            .map_err(|error| format!("pgrep: {error}"))?;
-        let mut pids = vec![postmaster];
-        pids.extend(
-            String::from_utf8_lossy(&children.stdout)
-                .split_whitespace()
-                .map(str::to_owned),
-        );
+        // Its children from /proc (the fourth field of /proc/PID/stat is the parent's pid).
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").map_err(|error| format!("/proc: {error}"))? {
+            let Ok(entry) = entry else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // The command name is in parentheses and may hold spaces: read after it.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .args(&pids)
